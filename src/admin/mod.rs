@@ -1,0 +1,2 @@
+//! Admin API (being built).
+pub mod client;

@@ -1,0 +1,38 @@
+//! The supervisor's exit codes: one table, documented in the README.
+
+use std::process::ExitCode;
+
+/// Why the supervisor (or a CLI command) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Clean shutdown after SIGTERM/SIGINT/SIGQUIT, or a CLI command that succeeded.
+    Clean,
+    /// Runtime failure of the supervisor itself (a socket it could not bind, an
+    /// admin API it could not reach from the CLI).
+    Internal,
+    /// The configuration (or the command line) is invalid.
+    Config,
+    /// A program exceeded its restart limit and `on_give_up = "exit"`: the stack is
+    /// stopped so that Docker/Kubernetes restart the container.
+    GaveUp,
+    /// A second SIGTERM/SIGINT forced the shutdown: children were SIGKILLed.
+    Forced,
+}
+
+impl Exit {
+    pub const fn code(self) -> u8 {
+        match self {
+            Exit::Clean => 0,
+            Exit::Internal => 1,
+            Exit::Config => 2,
+            Exit::GaveUp => 3,
+            Exit::Forced => 4,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit.code())
+    }
+}

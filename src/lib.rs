@@ -1,0 +1,24 @@
+//! selfheal: a PID-1 supervisor that spawns, reaps, probes, restarts and stops a set
+//! of programs, plus the two programs of its demo stack (a Redis-backed web app and
+//! a reverse proxy that holds and retries requests through crashes).
+//!
+//! # Layout
+//! - [`cli`]: command-line surface (clap); `main.rs` only dispatches.
+//! - [`config`]: `supervisor.toml` → validated [`config::Config`]; every error at once, with spans.
+//! - [`supervisor`]: the owner task, the pure state machine (`supervisor::state`), the one
+//!   reaper, spawning, probes, signals and shutdown.
+//! - [`admin`]: the admin HTTP API on a unix socket, and its CLI client.
+//! - [`listenfd`]: inherited listening sockets (`LISTEN_FDS`), shared by app and proxy.
+//! - [`app`]: `selfheal app`, the demo web app counting visits exactly once in Redis.
+//! - [`proxy`]: `selfheal proxy`, the reverse proxy that holds and retries.
+//! - [`exit`]: the supervisor's exit-code table.
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod listenfd;
+pub mod logging;
+pub mod proxy;
+pub mod supervisor;

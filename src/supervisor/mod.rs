@@ -1,0 +1,5 @@
+//! The supervisor (being built).
+use std::process::ExitCode;
+pub fn main(_args: crate::cli::RunArgs) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("not built yet")
+}

@@ -1,0 +1,1 @@
+#[test] fn placeholder_builds(){ assert!(std::path::Path::new(env!("CARGO_BIN_EXE_selfheal")).exists()); }

@@ -1,0 +1,87 @@
+//! `${VAR}` / `${VAR:-default}` expansion from the environment; `$$` is a literal `$`.
+//! `${SELFHEAL}` is the path of the running binary, so the app and the proxy can be
+//! written `["${SELFHEAL}", "app"]`.
+
+/// Expands `text`; the error names the first variable that is unset and has no default.
+pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unterminated `${{` in {text:?}"))?;
+            let inner = &body[..end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (inner, None),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("invalid variable name {name:?} in {text:?}"));
+            }
+            match (
+                lookup(name).filter(|v| !v.is_empty() || default.is_none()),
+                default,
+            ) {
+                (Some(value), _) => out.push_str(&value),
+                (None, Some(default)) => out.push_str(default),
+                (None, None) => {
+                    return Err(format!(
+                        "environment variable {name} is not set (use ${{{name}:-default}})"
+                    ))
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The process environment plus `SELFHEAL` = this binary.
+pub fn process_env(name: &str) -> Option<String> {
+    if name == "SELFHEAL" {
+        if let Ok(value) = std::env::var("SELFHEAL") {
+            return Some(value);
+        }
+        return std::env::current_exe()
+            .ok()
+            .map(|p| p.display().to_string());
+    }
+    std::env::var(name).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "HOME" => Some("/root".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn expands_variables_defaults_and_escapes() {
+        assert_eq!(expand("${HOME}/x", &env).unwrap(), "/root/x");
+        assert_eq!(expand("${NOPE:-/data}", &env).unwrap(), "/data");
+        assert_eq!(expand("${EMPTY:-d}", &env).unwrap(), "d");
+        assert_eq!(expand("${EMPTY}", &env).unwrap(), "");
+        assert_eq!(expand("a$$b $x", &env).unwrap(), "a$b $x");
+        assert!(expand("${NOPE}", &env)
+            .unwrap_err()
+            .contains("NOPE is not set"));
+        assert!(expand("${HOME", &env).is_err());
+        assert!(expand("${A-B}", &env).is_err());
+    }
+}

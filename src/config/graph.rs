@@ -1,0 +1,113 @@
+//! Cross-program checks (unknown dependencies, cycles, duplicate listen
+//! addresses) and the start order: every program after its dependencies, ties
+//! broken by position in the file.
+
+use std::collections::HashMap;
+
+use super::model::Program;
+use super::read::{Reader, Spans};
+
+/// Validates the dependency graph and returns the programs in start order, or
+/// `None` when a problem was reported.
+pub fn order(r: &mut Reader, programs: Vec<(Program, Spans)>) -> Option<Vec<Program>> {
+    let index: HashMap<&str, usize> = programs
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| (p.name.as_str(), i))
+        .collect();
+    let mut ok = true;
+    for (p, spans) in &programs {
+        for (dep, span) in p.depends_on.iter().zip(&spans.deps) {
+            if !index.contains_key(dep.name.as_str()) {
+                let known: Vec<&str> = programs.iter().map(|(p, _)| p.name.as_str()).collect();
+                r.diags.error(
+                    span.clone(),
+                    &format!("programs.{}.depends_on.{}", p.name, dep.name),
+                    format!(
+                        "unknown program {:?} (programs: {})",
+                        dep.name,
+                        known.join(", ")
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    let mut seen = HashMap::new();
+    for (p, spans) in &programs {
+        for (addr, span) in p.listen.iter().zip(&spans.listen) {
+            if let Some(first) = seen.insert(*addr, p.name.clone()) {
+                r.diags.error(
+                    span.clone(),
+                    &format!("programs.{}.listen", p.name),
+                    format!("duplicate listen address {addr} (already used by program {first:?})"),
+                );
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    // Kahn's algorithm; among ready programs the earliest in the file goes first.
+    let n = programs.len();
+    let mut pending: Vec<usize> = programs.iter().map(|(p, _)| p.depends_on.len()).collect();
+    let mut placed = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    while let Some(next) = (0..n).find(|&i| !placed[i] && pending[i] == 0) {
+        placed[next] = true;
+        order.push(next);
+        let name = &programs[next].0.name;
+        for (i, (p, _)) in programs.iter().enumerate() {
+            pending[i] -= p.depends_on.iter().filter(|d| &d.name == name).count();
+        }
+    }
+    if order.len() < n {
+        for (i, (p, spans)) in programs.iter().enumerate() {
+            if !placed[i] {
+                let cycle = cycle_from(&programs, &index, &placed, i);
+                r.diags.error(
+                    spans.deps.first().cloned().unwrap_or(spans.key.clone()),
+                    &format!("programs.{}.depends_on", p.name),
+                    format!("dependency cycle: {}", cycle.join(" -> ")),
+                );
+            }
+        }
+        return None;
+    }
+    let mut slots: Vec<Option<Program>> = programs.into_iter().map(|(p, _)| Some(p)).collect();
+    Some(order.into_iter().filter_map(|i| slots[i].take()).collect())
+}
+
+/// Follows unplaced dependencies from `start` until a program repeats; returns that loop.
+fn cycle_from(
+    programs: &[(Program, Spans)],
+    index: &HashMap<&str, usize>,
+    placed: &[bool],
+    start: usize,
+) -> Vec<String> {
+    let mut path = vec![start];
+    let mut current = start;
+    loop {
+        let Some(next) = programs[current]
+            .0
+            .depends_on
+            .iter()
+            .filter_map(|d| index.get(d.name.as_str()).copied())
+            .find(|&j| !placed[j])
+        else {
+            break;
+        };
+        if let Some(pos) = path.iter().position(|&i| i == next) {
+            let mut names: Vec<String> = path[pos..]
+                .iter()
+                .map(|&i| programs[i].0.name.clone())
+                .collect();
+            names.push(programs[next].0.name.clone());
+            return names;
+        }
+        path.push(next);
+        current = next;
+    }
+    path.iter().map(|&i| programs[i].0.name.clone()).collect()
+}

@@ -1,0 +1,145 @@
+//! The validated configuration: what the rest of the supervisor works with.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+/// A validated `supervisor.toml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub supervisor: Settings,
+    /// Programs in start order (every program after its dependencies).
+    pub programs: Vec<Program>,
+}
+
+/// The `[supervisor]` table.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Bound on the whole ordered shutdown; past it every group is SIGKILLed.
+    pub shutdown_timeout: Duration,
+    pub on_give_up: GiveUp,
+    pub admin_socket: PathBuf,
+}
+
+/// What the supervisor does when a program exceeds its restart limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveUp {
+    /// Stop everything and exit with code 3, so the orchestrator above takes over.
+    Exit,
+    /// Leave the program `failed` and keep supervising the others.
+    Stay,
+}
+
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub name: String,
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<PathBuf>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub restart: RestartPolicy,
+    pub backoff: Backoff,
+    pub restart_limit: RestartLimit,
+    pub stop_signal: Signal,
+    pub stop_timeout: Duration,
+    pub depends_on: Vec<Dependency>,
+    pub health: Option<Health>,
+    pub listen: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// Delay before restart attempt `n` (1-based, counted since the last stable run):
+/// attempt 1 waits `initial`; attempt n ≥ 2 waits
+/// `min(max, max(initial, 100ms) × multiplier^(n−2))`, then ± `jitter` × delay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub multiplier: f64,
+    /// Fraction of the delay, 0.0–1.0.
+    pub jitter: f64,
+    /// A run at least this long resets the attempt count (next restart is `initial`).
+    pub reset_after: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::ZERO,
+            max: Duration::from_secs(30),
+            multiplier: 2.0,
+            jitter: 0.1,
+            reset_after: Duration::from_secs(10),
+        }
+    }
+}
+
+/// More than `max` restarts within `window` marks the program failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartLimit {
+    pub max: u32,
+    pub window: Duration,
+}
+
+impl Default for RestartLimit {
+    fn default() -> Self {
+        RestartLimit {
+            max: 10,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    pub name: String,
+    pub condition: Condition,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// The dependency's process has been spawned.
+    Started,
+    /// The dependency passed its first probe (or has none and was spawned).
+    Healthy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Health {
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive failures of a running program that make it restart.
+    pub failures: u32,
+    /// Grace after each start during which failures are not counted.
+    pub start_period: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// `http://host:port/path`: 2xx or 3xx within the timeout.
+    Http { authority: String, path: String },
+    /// `host:port`: a TCP connect.
+    Tcp(String),
+    /// `redis://host:port[/db]`: PING answered PONG.
+    Redis(String),
+    /// argv: exit code 0.
+    Exec(Vec<String>),
+}
+
+impl Program {
+    /// Whether this program waits for `other` in any way.
+    pub fn depends_on(&self, other: &str) -> bool {
+        self.depends_on.iter().any(|d| d.name == other)
+    }
+}

@@ -1,0 +1,730 @@
+//! Reads the spanned TOML tree into a [`Config`], collecting every problem.
+//!
+//! serde's `deny_unknown_fields` stops at the first error; operators want them all
+//! at once. So the document is parsed into toml's spanned tree (`DeTable`) and each
+//! table is read through [`Fields`], which records which keys were consumed and
+//! reports the rest as unknown.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::diag::Diagnostics;
+use super::expand::expand;
+use super::model::*;
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+/// Reading context: diagnostics plus the variable lookup used for `${VAR}`.
+pub struct Reader<'s, 'e> {
+    pub diags: Diagnostics<'s>,
+    lookup: &'e dyn Fn(&str) -> Option<String>,
+}
+
+/// The keys of one table, with bookkeeping of what was read.
+struct Fields<'t, 'i> {
+    table: &'t DeTable<'i>,
+    path: String,
+    allowed: &'static [&'static str],
+    used: HashSet<String>,
+}
+
+impl<'t, 'i> Fields<'t, 'i> {
+    fn new(table: &'t DeTable<'i>, path: &str, allowed: &'static [&'static str]) -> Self {
+        Fields {
+            table,
+            path: path.to_string(),
+            allowed,
+            used: HashSet::new(),
+        }
+    }
+
+    fn field(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn get(&mut self, key: &str) -> Option<&'t Value<'i>> {
+        self.used.insert(key.to_string());
+        self.table.get(key)
+    }
+
+    /// Reports every key that was not read and is not allowed.
+    fn finish(self, r: &mut Reader) {
+        for (key, _) in self.table.iter() {
+            let name: &str = key.get_ref();
+            if !self.allowed.contains(&name) {
+                let expected = self.allowed.join(", ");
+                r.diags.error(
+                    key.span(),
+                    &self.field(name),
+                    format!("unknown field (expected one of: {expected})"),
+                );
+            }
+        }
+    }
+}
+
+impl<'s, 'e> Reader<'s, 'e> {
+    pub fn new(source: &'s str, lookup: &'e dyn Fn(&str) -> Option<String>) -> Self {
+        Reader {
+            diags: Diagnostics::new(source),
+            lookup,
+        }
+    }
+
+    fn table<'t, 'i>(&mut self, v: &'t Value<'i>, field: &str) -> Option<&'t DeTable<'i>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            other => {
+                self.diags.error(
+                    v.span(),
+                    field,
+                    format!("expected a table, found {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, v: &Value, field: &str) -> Option<String> {
+        match v.get_ref() {
+            DeValue::String(s) => match expand(s, self.lookup) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    self.diags.error(v.span(), field, e);
+                    None
+                }
+            },
+            other => {
+                self.diags.error(
+                    v.span(),
+                    field,
+                    format!("expected a string, found {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, v: &Value, field: &str) -> Option<Vec<String>> {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.diags.error(
+                v.span(),
+                field,
+                format!(
+                    "expected an array of strings, found {}",
+                    v.get_ref().type_str()
+                ),
+            );
+            return None;
+        };
+        let out: Vec<Option<String>> = items.iter().map(|item| self.string(item, field)).collect();
+        out.into_iter().collect()
+    }
+
+    fn duration(&mut self, v: &Value, field: &str) -> Option<Duration> {
+        let text = self.string(v, field)?;
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.diags.error(
+                    v.span(),
+                    field,
+                    format!(
+                        "invalid duration {text:?}: {e} (write e.g. \"250ms\", \"10s\", \"1m\")"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, v: &Value, field: &str, min: i64) -> Option<i64> {
+        let parsed = match v.get_ref() {
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(n) if n >= min => Some(n),
+            _ => {
+                self.diags
+                    .error(v.span(), field, format!("expected an integer ≥ {min}"));
+                None
+            }
+        }
+    }
+
+    fn float(
+        &mut self,
+        v: &Value,
+        field: &str,
+        range: std::ops::RangeInclusive<f64>,
+    ) -> Option<f64> {
+        let parsed = match v.get_ref() {
+            DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .map(|n| n as f64),
+            _ => None,
+        };
+        match parsed {
+            Some(x) if range.contains(&x) => Some(x),
+            _ => {
+                self.diags.error(
+                    v.span(),
+                    field,
+                    format!(
+                        "expected a number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, v: &Value, field: &str, choices: &[(&str, T)]) -> Option<T> {
+        let text = self.string(v, field)?;
+        if let Some((_, value)) = choices.iter().find(|(name, _)| *name == text) {
+            return Some(*value);
+        }
+        let names: Vec<String> = choices.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+        self.diags.error(
+            v.span(),
+            field,
+            format!("invalid value {text:?} (expected {})", names.join(" | ")),
+        );
+        None
+    }
+
+    fn signal(&mut self, v: &Value, field: &str) -> Option<Signal> {
+        let text = self.string(v, field)?;
+        let upper = text.trim().to_ascii_uppercase();
+        let name = if upper.starts_with("SIG") {
+            upper
+        } else {
+            format!("SIG{upper}")
+        };
+        match Signal::from_str(&name) {
+            Ok(sig) if sig != Signal::SIGKILL && sig != Signal::SIGSTOP => Some(sig),
+            _ => {
+                self.diags.error(v.span(), field, format!("invalid stop signal {text:?} (e.g. \"SIGTERM\", \"INT\"; not KILL or STOP)"));
+                None
+            }
+        }
+    }
+
+    /// Reads the whole document.
+    pub fn document(&mut self, root: &DeTable, path: PathBuf) -> Option<Config> {
+        let mut top = Fields::new(root, "", &["supervisor", "programs"]);
+        let supervisor = match top.get("supervisor") {
+            Some(v) => self.table(v, "supervisor").map(|t| self.settings(t)),
+            None => Some(self.settings(&DeTable::new())),
+        };
+        let mut programs = Vec::new();
+        match top.get("programs") {
+            Some(v) => {
+                if let Some(table) = self.table(v, "programs") {
+                    let mut entries: Vec<_> = table.iter().collect();
+                    entries.sort_by_key(|(k, _)| k.span().start); // file order
+                    for (key, value) in entries {
+                        let name: &str = key.get_ref();
+                        let field = format!("programs.{name}");
+                        if !valid_name(name) {
+                            self.diags.error(
+                                key.span(),
+                                &field,
+                                "program names use letters, digits, '-' and '_' only",
+                            );
+                        }
+                        if let Some(t) = self.table(value, &field) {
+                            let mut spans = Spans {
+                                key: key.span(),
+                                ..Spans::default()
+                            };
+                            if let Some(p) = self.program(name, t, &field, &mut spans) {
+                                programs.push((p, spans));
+                            }
+                        }
+                    }
+                    if table.is_empty() {
+                        self.diags
+                            .error(v.span(), "programs", "no programs defined");
+                    }
+                }
+            }
+            None => self.diags.error(
+                0..0,
+                "programs",
+                "no programs defined (add a [programs.NAME] table)",
+            ),
+        }
+        top.finish(self);
+        let supervisor = supervisor?;
+        Some(Config {
+            path,
+            supervisor,
+            programs: super::graph::order(self, programs)?,
+        })
+    }
+
+    fn settings(&mut self, t: &DeTable) -> Settings {
+        let mut f = Fields::new(
+            t,
+            "supervisor",
+            &["shutdown_timeout", "on_give_up", "admin_socket"],
+        );
+        let mut settings = Settings {
+            shutdown_timeout: Duration::from_secs(20),
+            on_give_up: GiveUp::Exit,
+            admin_socket: PathBuf::from("/run/selfheal/admin.sock"),
+        };
+        if let Some(v) = f.get("shutdown_timeout") {
+            settings.shutdown_timeout = self
+                .duration(v, &f.field("shutdown_timeout"))
+                .unwrap_or(settings.shutdown_timeout);
+        }
+        if let Some(v) = f.get("on_give_up") {
+            let choices = [("exit", GiveUp::Exit), ("stay", GiveUp::Stay)];
+            settings.on_give_up = self
+                .choice(v, &f.field("on_give_up"), &choices)
+                .unwrap_or(settings.on_give_up);
+        }
+        if let Some(v) = f.get("admin_socket") {
+            if let Some(s) = self.string(v, &f.field("admin_socket")) {
+                settings.admin_socket = PathBuf::from(s);
+            }
+        }
+        f.finish(self);
+        settings
+    }
+
+    fn program(
+        &mut self,
+        name: &str,
+        t: &DeTable,
+        path: &str,
+        spans: &mut Spans,
+    ) -> Option<Program> {
+        const KEYS: &[&str] = &[
+            "command",
+            "env",
+            "workdir",
+            "user",
+            "group",
+            "restart",
+            "backoff",
+            "restart_limit",
+            "stop_signal",
+            "stop_timeout",
+            "depends_on",
+            "health",
+            "listen",
+        ];
+        let mut f = Fields::new(t, path, KEYS);
+        let command = match f.get("command") {
+            Some(v) => {
+                let field = f.field("command");
+                let argv = self.strings(v, &field);
+                if argv
+                    .as_ref()
+                    .is_some_and(|a| a.is_empty() || a[0].is_empty())
+                {
+                    self.diags
+                        .error(v.span(), &field, "command must name a program");
+                }
+                argv.unwrap_or_default()
+            }
+            None => {
+                self.diags.error(
+                    t_span(t),
+                    &f.field("command"),
+                    "missing (e.g. command = [\"redis-server\"])",
+                );
+                Vec::new()
+            }
+        };
+        let mut program = Program {
+            name: name.to_string(),
+            command,
+            env: Vec::new(),
+            workdir: None,
+            user: None,
+            group: None,
+            restart: RestartPolicy::OnFailure,
+            backoff: Backoff::default(),
+            restart_limit: RestartLimit::default(),
+            stop_signal: Signal::SIGTERM,
+            stop_timeout: Duration::from_secs(10),
+            depends_on: Vec::new(),
+            health: None,
+            listen: Vec::new(),
+        };
+        if let Some(v) = f.get("env") {
+            let field = f.field("env");
+            if let Some(table) = self.table(v, &field) {
+                for (key, value) in table.iter() {
+                    let k: &str = key.get_ref();
+                    if let Some(val) = self.string(value, &format!("{field}.{k}")) {
+                        program.env.push((k.to_string(), val));
+                    }
+                }
+            }
+        }
+        if let Some(v) = f.get("workdir") {
+            program.workdir = self
+                .string(v, &f.field("workdir"))
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from);
+        }
+        for key in ["user", "group"] {
+            if let Some(v) = f.get(key) {
+                let field = f.field(key);
+                let value = self.string(v, &field).filter(|s| !s.is_empty());
+                if let Some(name) = &value {
+                    let exists = if key == "user" {
+                        nix::unistd::User::from_name(name).ok().flatten().is_some()
+                    } else {
+                        nix::unistd::Group::from_name(name).ok().flatten().is_some()
+                    };
+                    if !exists {
+                        self.diags.error(
+                            v.span(),
+                            &field,
+                            format!("no such {key} {name:?} on this system"),
+                        );
+                    }
+                }
+                if key == "user" {
+                    program.user = value;
+                } else {
+                    program.group = value;
+                }
+            }
+        }
+        if let Some(v) = f.get("restart") {
+            let choices = [
+                ("always", RestartPolicy::Always),
+                ("on-failure", RestartPolicy::OnFailure),
+                ("never", RestartPolicy::Never),
+            ];
+            program.restart = self
+                .choice(v, &f.field("restart"), &choices)
+                .unwrap_or(program.restart);
+        }
+        if let Some(v) = f.get("backoff") {
+            program.backoff = self.backoff(v, &f.field("backoff"));
+        }
+        if let Some(v) = f.get("restart_limit") {
+            program.restart_limit = self.restart_limit(v, &f.field("restart_limit"));
+        }
+        if let Some(v) = f.get("stop_signal") {
+            program.stop_signal = self
+                .signal(v, &f.field("stop_signal"))
+                .unwrap_or(program.stop_signal);
+        }
+        if let Some(v) = f.get("stop_timeout") {
+            program.stop_timeout = self
+                .duration(v, &f.field("stop_timeout"))
+                .unwrap_or(program.stop_timeout);
+        }
+        if let Some(v) = f.get("depends_on") {
+            program.depends_on = self.depends_on(v, &f.field("depends_on"), name, spans);
+        }
+        if let Some(v) = f.get("health") {
+            program.health = self.health(v, &f.field("health"));
+        }
+        if let Some(v) = f.get("listen") {
+            let field = f.field("listen");
+            if let DeValue::Array(items) = v.get_ref() {
+                for item in items.iter() {
+                    if let Some(addr) = self.string(item, &field) {
+                        match parse_addr(&addr) {
+                            Some(a) => {
+                                program.listen.push(a);
+                                spans.listen.push(item.span());
+                            }
+                            None => self.diags.error(
+                                item.span(),
+                                &field,
+                                format!("invalid listen address {addr:?} (expected IP:PORT)"),
+                            ),
+                        }
+                    }
+                }
+            } else {
+                self.diags.error(
+                    v.span(),
+                    &field,
+                    "expected an array of \"ADDR:PORT\" strings",
+                );
+            }
+        }
+        f.finish(self);
+        Some(program)
+    }
+
+    fn backoff(&mut self, v: &Value, path: &str) -> Backoff {
+        let mut b = Backoff::default();
+        let Some(t) = self.table(v, path) else {
+            return b;
+        };
+        let mut f = Fields::new(
+            t,
+            path,
+            &["initial", "max", "multiplier", "jitter", "reset_after"],
+        );
+        if let Some(v) = f.get("initial") {
+            b.initial = self.duration(v, &f.field("initial")).unwrap_or(b.initial);
+        }
+        if let Some(v) = f.get("max") {
+            b.max = self.duration(v, &f.field("max")).unwrap_or(b.max);
+        }
+        if let Some(v) = f.get("multiplier") {
+            b.multiplier = self
+                .float(v, &f.field("multiplier"), 1.0..=100.0)
+                .unwrap_or(b.multiplier);
+        }
+        if let Some(v) = f.get("jitter") {
+            b.jitter = self
+                .float(v, &f.field("jitter"), 0.0..=1.0)
+                .unwrap_or(b.jitter);
+        }
+        if let Some(v) = f.get("reset_after") {
+            b.reset_after = self
+                .duration(v, &f.field("reset_after"))
+                .unwrap_or(b.reset_after);
+        }
+        if b.initial > b.max {
+            self.diags.error(
+                v.span(),
+                path,
+                format!("initial ({:?}) is larger than max ({:?})", b.initial, b.max),
+            );
+        }
+        f.finish(self);
+        b
+    }
+
+    fn restart_limit(&mut self, v: &Value, path: &str) -> RestartLimit {
+        let mut l = RestartLimit::default();
+        let Some(t) = self.table(v, path) else {
+            return l;
+        };
+        let mut f = Fields::new(t, path, &["max", "window"]);
+        if let Some(v) = f.get("max") {
+            l.max = self
+                .integer(v, &f.field("max"), 0)
+                .map_or(l.max, |n| n.min(u32::MAX as i64) as u32);
+        }
+        if let Some(v) = f.get("window") {
+            l.window = self.duration(v, &f.field("window")).unwrap_or(l.window);
+        }
+        f.finish(self);
+        l
+    }
+
+    fn depends_on(
+        &mut self,
+        v: &Value,
+        path: &str,
+        own: &str,
+        spans: &mut Spans,
+    ) -> Vec<Dependency> {
+        let Some(t) = self.table(v, path) else {
+            return Vec::new();
+        };
+        let mut deps = Vec::new();
+        for (key, value) in t.iter() {
+            let name: &str = key.get_ref();
+            let field = format!("{path}.{name}");
+            if name == own {
+                self.diags
+                    .error(key.span(), &field, "a program cannot depend on itself");
+                continue;
+            }
+            let choices = [
+                ("started", Condition::Started),
+                ("healthy", Condition::Healthy),
+            ];
+            if let Some(condition) = self.choice(value, &field, &choices) {
+                deps.push(Dependency {
+                    name: name.to_string(),
+                    condition,
+                });
+                spans.deps.push(key.span());
+            }
+        }
+        deps
+    }
+
+    fn health(&mut self, v: &Value, path: &str) -> Option<Health> {
+        let t = self.table(v, path)?;
+        let mut f = Fields::new(
+            t,
+            path,
+            &[
+                "http",
+                "tcp",
+                "redis",
+                "exec",
+                "interval",
+                "timeout",
+                "failures",
+                "start_period",
+            ],
+        );
+        let mut probes = Vec::new();
+        if let Some(v) = f.get("http") {
+            let field = f.field("http");
+            if let Some(url) = self.string(v, &field) {
+                match parse_http_url(&url) {
+                    Some((authority, path)) => probes.push(Probe::Http { authority, path }),
+                    None => self.diags.error(
+                        v.span(),
+                        &field,
+                        format!("invalid URL {url:?} (expected http://HOST:PORT/PATH)"),
+                    ),
+                }
+            }
+        }
+        if let Some(v) = f.get("tcp") {
+            let field = f.field("tcp");
+            if let Some(addr) = self.string(v, &field) {
+                if addr
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok())
+                    .is_none()
+                {
+                    self.diags.error(
+                        v.span(),
+                        &field,
+                        format!("invalid address {addr:?} (expected HOST:PORT)"),
+                    );
+                }
+                probes.push(Probe::Tcp(addr));
+            }
+        }
+        if let Some(v) = f.get("redis") {
+            let field = f.field("redis");
+            if let Some(url) = self.string(v, &field) {
+                if redis::parse_redis_url(&url).is_none() {
+                    self.diags.error(
+                        v.span(),
+                        &field,
+                        format!("invalid Redis URL {url:?} (expected redis://HOST:PORT)"),
+                    );
+                }
+                probes.push(Probe::Redis(url));
+            }
+        }
+        if let Some(v) = f.get("exec") {
+            let field = f.field("exec");
+            match self.strings(v, &field) {
+                Some(argv) if !argv.is_empty() => probes.push(Probe::Exec(argv)),
+                Some(_) => self
+                    .diags
+                    .error(v.span(), &field, "exec probe needs a command"),
+                None => {}
+            }
+        }
+        let mut health = Health {
+            probe: Probe::Tcp(String::new()),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(1),
+            failures: 3,
+            start_period: Duration::ZERO,
+        };
+        if let Some(v) = f.get("interval") {
+            health.interval = self
+                .duration(v, &f.field("interval"))
+                .unwrap_or(health.interval);
+        }
+        if let Some(v) = f.get("timeout") {
+            health.timeout = self
+                .duration(v, &f.field("timeout"))
+                .unwrap_or(health.timeout);
+        }
+        if let Some(v) = f.get("failures") {
+            health.failures = self
+                .integer(v, &f.field("failures"), 1)
+                .map_or(health.failures, |n| n.min(1000) as u32);
+        }
+        if let Some(v) = f.get("start_period") {
+            health.start_period = self
+                .duration(v, &f.field("start_period"))
+                .unwrap_or(health.start_period);
+        }
+        if health.interval.is_zero() {
+            self.diags
+                .error(v.span(), &f.field("interval"), "must be greater than 0");
+        }
+        f.finish(self);
+        if probes.len() != 1 {
+            self.diags.error(
+                v.span(),
+                path,
+                "needs exactly one probe: http, tcp, redis or exec",
+            );
+            return None;
+        }
+        health.probe = probes.pop()?;
+        Some(health)
+    }
+}
+
+/// Where a program's cross-checked fields stand in the file.
+#[derive(Debug, Default, Clone)]
+pub struct Spans {
+    pub key: std::ops::Range<usize>,
+    /// One per entry of `Program::depends_on`, same order.
+    pub deps: Vec<std::ops::Range<usize>>,
+    /// One per entry of `Program::listen`, same order.
+    pub listen: Vec<std::ops::Range<usize>>,
+}
+
+fn t_span(t: &DeTable) -> std::ops::Range<usize> {
+    t.iter().next().map_or(0..0, |(k, _)| k.span())
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// `IP:PORT`, or `localhost:PORT` (resolved once, here).
+fn parse_addr(text: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = text.parse() {
+        return Some(addr);
+    }
+    let (host, _) = text.rsplit_once(':')?;
+    if host == "localhost" {
+        return text.to_socket_addrs().ok()?.next();
+    }
+    None
+}
+
+/// `http://authority/path` → (authority, path).
+fn parse_http_url(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (_, port) = authority.rsplit_once(':').unwrap_or((authority, "80"));
+    port.parse::<u16>().ok()?;
+    (!authority.is_empty()).then(|| (authority.to_string(), path.to_string()))
+}

@@ -1,0 +1,177 @@
+use super::*;
+use std::path::Path;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "SELFHEAL" => Some("/usr/bin/selfheal".into()),
+        "DATA" => Some("/srv".into()),
+        _ => None,
+    }
+}
+
+fn parse_ok(src: &str) -> Config {
+    match parse(src, Path::new("t.toml"), &env) {
+        Ok(c) => c,
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+fn parse_err(src: &str) -> Vec<Diagnostic> {
+    match parse(src, Path::new("t.toml"), &env) {
+        Ok(_) => panic!("expected errors"),
+        Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics,
+        Err(e) => panic!("unexpected error kind: {e}"),
+    }
+}
+
+#[test]
+fn full_program_is_read_with_expansion_and_start_order() {
+    let c = parse_ok(
+        r#"
+[supervisor]
+shutdown_timeout = "5s"
+on_give_up = "stay"
+admin_socket = "${DATA}/admin.sock"
+
+[programs.proxy]
+command = ["${SELFHEAL}", "proxy"]
+depends_on = { app = "healthy" }
+listen = ["0.0.0.0:8080"]
+restart = "always"
+
+[programs.app]
+command = ["${SELFHEAL}", "app"]
+env = { A = "1" }
+depends_on = { redis = "started" }
+backoff = { initial = "0s", max = "2s", multiplier = 3, jitter = 0.5, reset_after = "1s" }
+restart_limit = { max = 4, window = "10s" }
+stop_signal = "INT"
+stop_timeout = "250ms"
+health = { http = "http://127.0.0.1:8000/livez", interval = "1s", timeout = "200ms", failures = 2, start_period = "3s" }
+
+[programs.redis]
+command = ["redis-server", "--dir", "${NOPE:-/data}"]
+health = { redis = "redis://127.0.0.1:6379" }
+"#,
+    );
+    let names: Vec<&str> = c.programs.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["redis", "app", "proxy"]);
+    assert_eq!(c.supervisor.on_give_up, GiveUp::Stay);
+    assert_eq!(c.supervisor.admin_socket, Path::new("/srv/admin.sock"));
+    let app = &c.programs[1];
+    assert_eq!(app.command, ["/usr/bin/selfheal", "app"]);
+    assert_eq!(app.backoff.multiplier, 3.0);
+    assert_eq!(app.restart_limit.max, 4);
+    assert_eq!(app.stop_signal, nix::sys::signal::Signal::SIGINT);
+    let health = app.health.as_ref().unwrap();
+    assert_eq!(
+        health.probe,
+        Probe::Http {
+            authority: "127.0.0.1:8000".into(),
+            path: "/livez".into()
+        }
+    );
+    assert_eq!(health.failures, 2);
+    assert_eq!(c.programs[0].command[2], "/data");
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_positions() {
+    let d = parse_err(
+        r#"[supervisor]
+bogus = 1
+[programs.a]
+command = ["x"]
+restart = "sometimes"
+stop_signal = "SIGNOPE"
+stop_timeout = "ten seconds"
+depends_on = { ghost = "healthy" }
+listen = ["127.0.0.1:9000"]
+[programs.b]
+command = ["y"]
+colour = "red"
+listen = ["127.0.0.1:9000"]
+"#,
+    );
+    let fields: Vec<&str> = d.iter().map(|d| d.field.as_str()).collect();
+    assert!(fields.contains(&"supervisor.bogus"), "{d:?}");
+    assert!(fields.contains(&"programs.a.restart"), "{d:?}");
+    assert!(fields.contains(&"programs.a.stop_signal"), "{d:?}");
+    assert!(fields.contains(&"programs.a.stop_timeout"), "{d:?}");
+    assert!(fields.contains(&"programs.b.colour"), "{d:?}");
+    let bogus = d.iter().find(|d| d.field == "supervisor.bogus").unwrap();
+    assert_eq!((bogus.line, bogus.column), (2, 1));
+    let restart = d.iter().find(|d| d.field == "programs.a.restart").unwrap();
+    assert_eq!((restart.line, restart.column), (5, 11));
+}
+
+#[test]
+fn graph_errors_unknown_dependency_and_duplicate_listen() {
+    let d = parse_err(
+        r#"[programs.a]
+command = ["x"]
+depends_on = { ghost = "healthy" }
+listen = ["127.0.0.1:9000"]
+[programs.b]
+command = ["y"]
+listen = ["127.0.0.1:9000"]
+"#,
+    );
+    assert!(
+        d.iter()
+            .any(|d| d.field == "programs.a.depends_on.ghost" && d.line == 3),
+        "{d:?}"
+    );
+    assert!(
+        d.iter()
+            .any(|d| d.field == "programs.b.listen" && d.message.contains("duplicate")),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn cycles_are_named() {
+    let d = parse_err(
+        r#"[programs.a]
+command = ["x"]
+depends_on = { b = "started" }
+[programs.b]
+command = ["y"]
+depends_on = { a = "healthy" }
+[programs.c]
+command = ["z"]
+"#,
+    );
+    assert!(
+        d.iter()
+            .any(|d| d.message.contains("dependency cycle: a -> b -> a")),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn health_needs_exactly_one_probe_and_unset_variables_are_errors() {
+    let d = parse_err(
+        r#"[programs.a]
+command = ["${UNSET_VAR}"]
+health = { tcp = "127.0.0.1:1", http = "http://127.0.0.1:1/" }
+[programs.b]
+command = ["b"]
+health = { interval = "1s" }
+"#,
+    );
+    assert!(
+        d.iter()
+            .any(|d| d.field == "programs.a.command" && d.message.contains("UNSET_VAR")),
+        "{d:?}"
+    );
+    assert!(d.iter().any(|d| d.field == "programs.a.health"), "{d:?}");
+    assert!(d.iter().any(|d| d.field == "programs.b.health"), "{d:?}");
+}
+
+#[test]
+fn syntax_errors_have_positions() {
+    let d = parse_err("[programs.a]\ncommand = [\"x\"\n");
+    assert_eq!(d[0].field, "(syntax)");
+    assert_eq!(d[0].line, 2);
+}

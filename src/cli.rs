@@ -32,6 +32,8 @@ pub enum Command {
     Stop(ProgramArg),
     /// Restart a program now.
     Restart(ProgramArg),
+    /// Exit 0 when every program is ready (or, with --live, when the supervisor answers).
+    Health(HealthArgs),
     /// The demo web app (counts visits in Redis exactly once).
     App(AppArgs),
     /// The built-in reverse proxy (holds and retries through upstream crashes).
@@ -75,6 +77,15 @@ pub struct StatusArgs {
     /// Print the snapshot as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct HealthArgs {
+    /// Only check that the supervisor itself is alive (liveness), not readiness.
+    #[arg(long)]
+    pub live: bool,
     #[command(flatten)]
     pub socket: SocketArg,
 }

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Some(Command::Start(args)) => selfheal::admin::client::command_main("start", &args),
         Some(Command::Stop(args)) => selfheal::admin::client::command_main("stop", &args),
         Some(Command::Restart(args)) => selfheal::admin::client::command_main("restart", &args),
+        Some(Command::Health(args)) => selfheal::admin::client::health_main(&args),
         Some(Command::App(args)) => selfheal::app::main(args),
         Some(Command::Proxy(args)) => selfheal::proxy::main(args),
     };

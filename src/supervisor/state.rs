@@ -26,7 +26,8 @@
 //! The restart rule: `always` restarts on any exit, `on-failure` on a non-zero
 //! code, a signal or an exec failure, `never` does not. A run of `reset_after`
 //! resets the backoff attempt. More than `restart_limit.max` restarts within
-//! `window` → Failed + GiveUp. Otherwise Backoff until `now + delay(attempt)`.
+//! `window` → Failed + GiveUp. Otherwise Backoff until `now + delay(attempt)`
+//! (at least [`EXEC_RETRY_FLOOR`] after a failed exec).
 //! "–" means the input is stale or meaningless there and is ignored.
 
 use std::collections::VecDeque;
@@ -40,6 +41,9 @@ use super::backoff::{self, Jitter};
 use crate::config::{Backoff, Program, RestartLimit, RestartPolicy};
 
 pub type Pid = i32;
+
+/// Shortest delay before retrying a program whose exec failed.
+pub const EXEC_RETRY_FLOOR: Duration = Duration::from_millis(100);
 
 /// How a process ended, kept typed; numbers only at the edge ([`Termination::code`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -755,10 +759,11 @@ impl Machine {
         {
             self.restarts.pop_front();
         }
+        let mut follow = None;
         let (next, state) = if !restart {
             (Next::Stay, State::Stopped)
         } else if self.restarts.len() >= self.policy.limit.max as usize {
-            actions.push(Action::GiveUp);
+            follow = Some(Action::GiveUp);
             (
                 Next::GiveUp {
                     max: self.policy.limit.max,
@@ -770,9 +775,15 @@ impl Machine {
             self.restarts.push_back(now);
             self.total_restarts += 1;
             self.attempt = self.attempt.saturating_add(1);
-            let delay = backoff::delay(&self.policy.backoff, self.attempt, self.jitter.next_unit());
+            let mut delay =
+                backoff::delay(&self.policy.backoff, self.attempt, self.jitter.next_unit());
+            if pid.is_none() {
+                // A program that cannot even be executed will not fix itself in
+                // a hot loop: never retry a failed exec sooner than this.
+                delay = delay.max(EXEC_RETRY_FLOOR);
+            }
             if delay.is_zero() {
-                actions.push(Action::Spawn);
+                follow = Some(Action::Spawn);
             }
             (
                 Next::Restart {
@@ -783,7 +794,8 @@ impl Machine {
                 State::Backoff { until: now + delay },
             )
         };
-        let event = match pid {
+        // The report goes first so the log reads in causal order.
+        actions.push(Action::Report(match pid {
             Some(pid) => Event::Exited {
                 pid,
                 how,
@@ -791,13 +803,8 @@ impl Machine {
                 next,
             },
             None => Event::SpawnFailed { how, next },
-        };
-        // The report goes before the spawn so the log reads in causal order.
-        let at = actions
-            .iter()
-            .position(|a| matches!(a, Action::Spawn))
-            .unwrap_or(actions.len());
-        actions.insert(at, Action::Report(event));
+        }));
+        actions.extend(follow);
         state
     }
 }

@@ -1,0 +1,81 @@
+//! The status snapshot: what the owner publishes after every change and what the
+//! admin API, `selfheal status` and (later) metrics and the live page read.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub supervisor: SupervisorInfo,
+    pub programs: Vec<ProgramStatus>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SupervisorInfo {
+    pub pid: u32,
+    pub version: String,
+    pub started_at_ms: u64,
+    pub shutting_down: bool,
+    /// Filled in when served.
+    #[serde(default)]
+    pub uptime_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProgramStatus {
+    pub name: String,
+    /// waiting | starting | running | unready | stopping | backoff | stopped | failed
+    pub state: String,
+    pub ready: bool,
+    pub pid: Option<i32>,
+    /// Wall-clock start of the live process (ms since the epoch).
+    pub started_at_ms: Option<u64>,
+    /// Filled in when served.
+    #[serde(default)]
+    pub uptime_ms: Option<u64>,
+    /// Restarts since the supervisor started.
+    pub restarts: u64,
+    /// Restarts counted in the restart-limit window.
+    pub recent_restarts: usize,
+    pub last_exit: Option<ExitInfo>,
+    pub health: Option<HealthInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExitInfo {
+    /// Shell convention: exit code, 128 + signal, 126/127 for exec failures.
+    pub code: i32,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthInfo {
+    pub ok: bool,
+    pub reason: String,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Snapshot {
+    /// Fills in the uptimes as of now.
+    pub fn with_uptimes(mut self) -> Snapshot {
+        let now = now_ms();
+        self.supervisor.uptime_ms = now.saturating_sub(self.supervisor.started_at_ms);
+        for p in &mut self.programs {
+            p.uptime_ms = p.started_at_ms.map(|t| now.saturating_sub(t));
+        }
+        self
+    }
+
+    /// Every program that should run is running and ready.
+    pub fn all_ready(&self) -> bool {
+        !self.supervisor.shutting_down
+            && self
+                .programs
+                .iter()
+                .all(|p| p.ready || p.state == "stopped")
+    }
+}

@@ -1,0 +1,364 @@
+//! Spawning a child: own process group, clean signal state, `PR_SET_PDEATHSIG`,
+//! dropped privileges, inherited listen sockets from fd 3 with `LISTEN_FDS`,
+//! `LISTEN_FDNAMES` and a correct `LISTEN_PID`, output captured through one pipe.
+//!
+//! Everything the child needs is prepared before `fork` ([`ExecImage`]): between
+//! fork and exec only async-signal-safe calls run (no allocation, no locks), and
+//! the child finishes with its own `execve` so that `LISTEN_PID` can be written
+//! into a pre-allocated environment slot once the child knows its pid.
+//! std's `Command` still does the rest (stdio, uid/gid, cwd, process group) and
+//! reports an exec error back through its close-on-exec pipe.
+
+use std::ffi::{CString, OsStr};
+use std::io::PipeReader;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::state::{Pid, Termination};
+
+/// First descriptor number of inherited sockets (the systemd convention).
+const FIRST_LISTEN_FD: RawFd = 3;
+const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What to run and how.
+pub struct Spec<'a> {
+    pub argv: &'a [String],
+    pub env: &'a [(String, String)],
+    pub workdir: Option<&'a Path>,
+    pub user: Option<&'a str>,
+    pub group: Option<&'a str>,
+    /// Sockets handed over as fd 3, 4, … with their names.
+    pub listen: &'a [(OwnedFd, String)],
+    /// Capture stdout+stderr through a pipe (else /dev/null).
+    pub capture: bool,
+}
+
+pub struct Child {
+    pub pid: Pid,
+    pub output: Option<PipeReader>,
+}
+
+/// Spawns `spec`. Any failure before the program runs is an
+/// [`Termination::ExecFailed`] with a message naming the cause.
+pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| !k.starts_with("LISTEN_") && k != "NOTIFY_SOCKET")
+        .collect();
+    let mut set = |k: &str, v: String| {
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v));
+    };
+    let mut cmd = Command::new(spec.argv.first().map_or("", String::as_str));
+    if let Some(name) = spec.user {
+        let user = resolve_user(name)?;
+        set("HOME", user.dir.display().to_string());
+        set("USER", user.name.clone());
+        set("LOGNAME", user.name.clone());
+        if nix::unistd::geteuid().is_root() {
+            cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        }
+    }
+    if let Some(name) = spec.group {
+        let group = nix::unistd::Group::from_name(name)
+            .ok()
+            .flatten()
+            .ok_or_else(|| failed(127, format!("no such group {name:?}")))?;
+        if nix::unistd::geteuid().is_root() {
+            cmd.gid(group.gid.as_raw());
+        }
+    }
+    for (k, v) in spec.env {
+        set(k, v.clone());
+    }
+    if !spec.listen.is_empty() {
+        set("LISTEN_FDS", spec.listen.len().to_string());
+        let names: Vec<&str> = spec.listen.iter().map(|(_, n)| n.as_str()).collect();
+        set("LISTEN_FDNAMES", names.join(":"));
+    }
+    if let Some(dir) = spec.workdir {
+        if !dir.is_dir() {
+            return Err(failed(
+                127,
+                format!("workdir {}: no such directory", dir.display()),
+            ));
+        }
+        cmd.current_dir(dir);
+    }
+    let path_var = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or(DEFAULT_PATH, |(_, v)| v.as_str());
+    let program = resolve_program(
+        spec.argv.first().map_or("", String::as_str),
+        path_var,
+        spec.workdir,
+    )?;
+    let listen_fds: Vec<RawFd> = spec.listen.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
+    let mut image = ExecImage::new(&program, spec.argv, &env, listen_fds)?;
+
+    cmd.stdin(Stdio::null()).process_group(0);
+    let output = if spec.capture {
+        let (reader, writer) = std::io::pipe().map_err(|e| failed(126, format!("pipe: {e}")))?;
+        let writer2 = writer
+            .try_clone()
+            .map_err(|e| failed(126, format!("pipe: {e}")))?;
+        cmd.stdout(writer).stderr(writer2);
+        Some(reader)
+    } else {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        None
+    };
+    let parent = nix::unistd::getpid().as_raw();
+    // SAFETY: the closure runs in the forked child before exec. It only makes
+    // async-signal-safe calls (signal, sigprocmask, prctl, getppid, getpid, dup2,
+    // fcntl, execve) on memory prepared before the fork; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || image.exec_in_child(parent));
+    }
+    let result = cmd.spawn();
+    drop(cmd); // closes the parent's copies of the pipe's write end
+    match result {
+        Ok(child) => Ok(Child {
+            pid: child.id() as Pid,
+            output,
+        }),
+        Err(e) => {
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            Err(failed(
+                code,
+                format!("{}: {}", program.display(), describe(&e)),
+            ))
+        }
+    }
+}
+
+fn failed(code: i32, error: String) -> Termination {
+    Termination::ExecFailed { code, error }
+}
+
+fn describe(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
+    }
+}
+
+fn resolve_user(name: &str) -> Result<nix::unistd::User, Termination> {
+    nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .ok_or_else(|| failed(127, format!("no such user {name:?}")))
+}
+
+/// Finds the executable: names with a `/` as given (relative to `workdir`),
+/// others along `PATH`. Checked here so the error is precise and no fork is wasted.
+fn resolve_program(
+    name: &str,
+    path_var: &str,
+    workdir: Option<&Path>,
+) -> Result<PathBuf, Termination> {
+    if name.is_empty() {
+        return Err(failed(127, "empty command".to_string()));
+    }
+    let executable =
+        |p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file();
+    if name.contains('/') {
+        let full = match workdir {
+            Some(dir) if !name.starts_with('/') => dir.join(name),
+            _ => PathBuf::from(name),
+        };
+        return match (full.exists(), executable(&full)) {
+            (false, _) => Err(failed(127, format!("{name}: no such file"))),
+            (true, false) => Err(failed(126, format!("{name}: not executable"))),
+            (true, true) => Ok(PathBuf::from(name)),
+        };
+    }
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| executable(p))
+        .ok_or_else(|| failed(127, format!("{name}: no such file (searched PATH)")))
+}
+
+/// argv and envp as C arrays, built before fork; the `LISTEN_PID` slot is filled
+/// in by the child.
+struct ExecImage {
+    path: CString,
+    _strings: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    /// `LISTEN_PID=` followed by room for the digits and a NUL; owned here.
+    listen_pid: Option<*mut u8>,
+    listen_fds: Vec<RawFd>,
+}
+
+const LISTEN_PID_LEN: usize = 32;
+
+// SAFETY: the raw pointers point into buffers owned by the image itself (the
+// CStrings in `_strings` and the boxed `listen_pid` slot), which live as long as
+// it and are only written in the forked child, where no other thread exists.
+unsafe impl Send for ExecImage {}
+// SAFETY: as above; the parent never reads or writes through the pointers.
+unsafe impl Sync for ExecImage {}
+
+impl ExecImage {
+    fn new(
+        path: &Path,
+        argv: &[String],
+        env: &[(String, String)],
+        listen_fds: Vec<RawFd>,
+    ) -> Result<Self, Termination> {
+        let cstr = |bytes: &[u8]| {
+            CString::new(bytes)
+                .map_err(|_| failed(126, "argument or environment contains a NUL byte".into()))
+        };
+        let path = cstr(path.as_os_str().as_bytes())?;
+        let mut strings = Vec::with_capacity(argv.len() + env.len());
+        for arg in argv {
+            strings.push(cstr(OsStr::new(arg).as_bytes())?);
+        }
+        for (k, v) in env {
+            strings.push(cstr(format!("{k}={v}").as_bytes())?);
+        }
+        let mut ptrs: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+        let mut envp = ptrs.split_off(argv.len());
+        let mut argv_ptrs = ptrs;
+        argv_ptrs.push(std::ptr::null());
+        let listen_pid = (!listen_fds.is_empty()).then(|| {
+            let mut slot = Box::new([0u8; LISTEN_PID_LEN]);
+            slot[..LISTEN_PID_PREFIX.len()].copy_from_slice(LISTEN_PID_PREFIX);
+            let raw = Box::into_raw(slot) as *mut u8;
+            envp.push(raw as *const libc::c_char);
+            raw
+        });
+        envp.push(std::ptr::null());
+        Ok(ExecImage {
+            path,
+            _strings: strings,
+            argv: argv_ptrs,
+            envp,
+            listen_pid,
+            listen_fds,
+        })
+    }
+
+    /// Runs in the child between fork and exec. Returns only on failure.
+    fn exec_in_child(&mut self, parent: libc::pid_t) -> std::io::Result<()> {
+        // SAFETY: every call below is async-signal-safe and works on memory owned
+        // by `self`, prepared before the fork.
+        unsafe {
+            // Default dispositions (an ignored signal stays ignored across exec)
+            // and an empty mask: the child starts as if from a clean shell.
+            for sig in 1..libc::SIGRTMAX() {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            // Die with the supervisor. Set after std's uid/gid change, which
+            // would clear it; then make sure the parent did not die already.
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            for (i, &fd) in self.listen_fds.iter().enumerate() {
+                let target = FIRST_LISTEN_FD + i as RawFd;
+                if fd == target {
+                    libc::fcntl(fd, libc::F_SETFD, 0);
+                } else if libc::dup2(fd, target) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if let Some(slot) = self.listen_pid {
+                write_decimal(slot.add(LISTEN_PID_PREFIX.len()), libc::getpid() as u32);
+            }
+            libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
+        }
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+impl Drop for ExecImage {
+    fn drop(&mut self) {
+        if let Some(raw) = self.listen_pid.take() {
+            // SAFETY: `raw` came from Box::into_raw of a [u8; LISTEN_PID_LEN] in `new`
+            // and is freed exactly once, here.
+            drop(unsafe { Box::from_raw(raw as *mut [u8; LISTEN_PID_LEN]) });
+        }
+    }
+}
+
+/// Writes `n` in decimal plus a NUL at `out` (room for 11 bytes needed).
+///
+/// # Safety
+/// `out` must be valid for 11 bytes of writes.
+unsafe fn write_decimal(out: *mut u8, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        // SAFETY: i < 10 and the caller guarantees 11 writable bytes.
+        unsafe { *out.add(i) = digits[len - 1 - i] };
+    }
+    // SAFETY: len ≤ 10, within the 11 bytes.
+    unsafe { *out.add(len) = 0 };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_slot_is_written_with_nul() {
+        let mut buf = [0xffu8; 11];
+        // SAFETY: buf has 11 bytes.
+        unsafe { write_decimal(buf.as_mut_ptr(), 4_294_967_295) };
+        assert_eq!(&buf, b"4294967295\0");
+        // SAFETY: as above.
+        unsafe { write_decimal(buf.as_mut_ptr(), 7) };
+        assert_eq!(&buf[..2], b"7\0");
+    }
+
+    #[test]
+    fn program_resolution_explains_failures() {
+        let err = resolve_program("definitely-not-a-program", "/usr/bin:/bin", None).unwrap_err();
+        assert!(
+            matches!(err, Termination::ExecFailed { code: 127, .. }),
+            "{err:?}"
+        );
+        let err = resolve_program("/etc/hostname", DEFAULT_PATH, None).unwrap_err();
+        assert!(
+            matches!(err, Termination::ExecFailed { code: 126, .. }),
+            "{err:?}"
+        );
+        assert!(resolve_program("sh", DEFAULT_PATH, None).is_ok());
+    }
+}

@@ -354,7 +354,10 @@ mod tests {
             matches!(err, Termination::ExecFailed { code: 127, .. }),
             "{err:?}"
         );
-        let err = resolve_program("/etc/hostname", DEFAULT_PATH, None).unwrap_err();
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("not-executable");
+        std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+        let err = resolve_program(plain.to_str().unwrap(), DEFAULT_PATH, None).unwrap_err();
         assert!(
             matches!(err, Termination::ExecFailed { code: 126, .. }),
             "{err:?}"

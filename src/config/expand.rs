@@ -13,9 +13,8 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
             out.push('$');
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find('}')
-                .ok_or_else(|| format!("unterminated `${{` in {text:?}"))?;
+            let end =
+                closing_brace(body).ok_or_else(|| format!("unterminated `${{` in {text:?}"))?;
             let inner = &body[..end];
             let (name, default) = match inner.split_once(":-") {
                 Some((name, default)) => (name, Some(default)),
@@ -29,7 +28,7 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
                 default,
             ) {
                 (Some(value), _) => out.push_str(&value),
-                (None, Some(default)) => out.push_str(default),
+                (None, Some(default)) => out.push_str(&expand(default, lookup)?),
                 (None, None) => {
                     return Err(format!(
                         "environment variable {name} is not set (use ${{{name}:-default}})"
@@ -44,6 +43,21 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Index of the `}` closing a `${`, skipping nested `${…}` (in defaults).
+fn closing_brace(body: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let bytes = body.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'{' if i > 0 && bytes[i - 1] == b'$' => depth += 1,
+            b'}' if depth == 0 => return Some(i),
+            b'}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The process environment plus `SELFHEAL` = this binary.
@@ -82,6 +96,8 @@ mod tests {
             .unwrap_err()
             .contains("NOPE is not set"));
         assert!(expand("${HOME", &env).is_err());
+        assert_eq!(expand("${NOPE:-a${HOME}b}/c", &env).unwrap(), "a/rootb/c");
+        assert_eq!(expand("${HOME:-a${NOPE}b}", &env).unwrap(), "/root");
         assert!(expand("${A-B}", &env).is_err());
     }
 }

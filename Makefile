@@ -1,0 +1,36 @@
+# The two commands of the README: `make run` (the stack) and `make test` (every test).
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: run test lint unit container bench deps build
+
+## run: build and start the whole stack (redis → app → proxy on :8080) on this host
+run:
+	@ci/install-deps.sh run
+	$(CARGO) build --release
+	@mkdir -p .data .run
+	SELFHEAL_DATA=$${SELFHEAL_DATA:-.data} SELFHEAL_RUN=$${SELFHEAL_RUN:-.run} ./target/release/selfheal --config supervisor.toml
+
+## test: formatting, lints, unit + integration tests, deploy lint, container end-to-end tests
+test: lint unit container
+
+deps:
+	@ci/install-deps.sh test
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+unit: deps
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  $(CARGO) nextest run --no-fail-fast --profile ci --workspace --lib --test integration; \
+	else \
+	  $(CARGO) test --no-fail-fast --lib --test integration; \
+	fi
+
+container:
+	@ci/container-test.sh
+
+bench:
+	@ci/install-deps.sh bench
+	@for b in bench/*.sh; do echo "== $$b"; bash "$$b"; done

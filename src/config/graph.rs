@@ -88,16 +88,13 @@ fn cycle_from(
 ) -> Vec<String> {
     let mut path = vec![start];
     let mut current = start;
-    loop {
-        let Some(next) = programs[current]
-            .0
-            .depends_on
-            .iter()
-            .filter_map(|d| index.get(d.name.as_str()).copied())
-            .find(|&j| !placed[j])
-        else {
-            break;
-        };
+    while let Some(next) = programs[current]
+        .0
+        .depends_on
+        .iter()
+        .filter_map(|d| index.get(d.name.as_str()).copied())
+        .find(|&j| !placed[j])
+    {
         if let Some(pos) = path.iter().position(|&i| i == next) {
             let mut names: Vec<String> = path[pos..]
                 .iter()

@@ -223,3 +223,170 @@ async fn index(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respon
     h.insert(X_REQUEST_ID, rid_header);
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::server::StopReason;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    /// Nothing listens on port 1: connections are refused at once.
+    const NO_REDIS: &str = "redis://127.0.0.1:1";
+
+    fn state(chaos: bool, redis_timeout: Duration) -> Arc<AppState> {
+        let counter = Counter::new(NO_REDIS, redis_timeout).expect("valid redis url");
+        Arc::new(AppState::new(counter, chaos, Shutdown::default()))
+    }
+
+    async fn call(state: &Arc<AppState>, method: &str, uri: &str) -> Response {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .expect("request");
+        router(state.clone())
+            .oneshot(req)
+            .await
+            .expect("infallible")
+    }
+
+    async fn body(resp: Response) -> String {
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[tokio::test]
+    async fn livez_answers_without_redis() {
+        let s = state(false, Duration::from_millis(100));
+        let resp = call(&s, "GET", "/livez").await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(body(resp).await, "ok\n");
+    }
+
+    #[tokio::test]
+    async fn chaos_routes_are_404_without_the_flag() {
+        let s = state(false, Duration::from_millis(100));
+        for path in ["/kill", "/hang", "/leak"] {
+            for method in ["GET", "POST"] {
+                let resp = call(&s, method, path).await;
+                assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {path}");
+            }
+        }
+        assert_eq!(s.shutdown.reason(), None);
+        assert!(!s.chaos.is_hung());
+    }
+
+    #[tokio::test]
+    async fn unknown_path_is_404() {
+        let s = state(true, Duration::from_millis(100));
+        assert_eq!(
+            call(&s, "GET", "/nope").await.status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[tokio::test]
+    async fn kill_answers_202_and_asks_for_exit_code_1() {
+        let s = state(true, Duration::from_millis(100));
+        let resp = call(&s, "POST", "/kill").await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        assert!(body(resp).await.contains("exits with code 1"));
+        assert_eq!(s.shutdown.reason(), Some(StopReason::Kill));
+        assert_eq!(StopReason::Kill.exit_code(), 1);
+    }
+
+    #[tokio::test]
+    async fn hang_answers_202_then_nothing_completes() {
+        let s = state(true, Duration::from_millis(100));
+        assert_eq!(
+            call(&s, "GET", "/hang").await.status(),
+            StatusCode::ACCEPTED
+        );
+        for path in ["/livez", "/", "/readyz"] {
+            let later = tokio::time::timeout(Duration::from_millis(200), call(&s, "GET", path));
+            assert!(later.await.is_err(), "{path} answered after /hang");
+        }
+    }
+
+    #[tokio::test]
+    async fn leak_grows_and_reports_total() {
+        let s = state(true, Duration::from_millis(100));
+        let resp = call(&s, "GET", "/leak?mb=1").await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        assert!(body(resp).await.contains("total 1 MiB"));
+        let resp = call(&s, "GET", "/leak?mb=2").await;
+        assert!(body(resp).await.contains("total 3 MiB"));
+    }
+
+    #[tokio::test]
+    async fn redis_down_gives_503_with_retry_after_at_the_deadline() {
+        let s = state(false, Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        let resp = call(&s, "GET", "/").await;
+        let took = started.elapsed();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            resp.headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        assert!(resp.headers().contains_key(&X_REQUEST_ID));
+        assert!(!resp.headers().contains_key(&X_VISIT_COUNT));
+        assert!(
+            took >= Duration::from_millis(300),
+            "gave up early: {took:?}"
+        );
+        assert!(
+            took < Duration::from_millis(1300),
+            "deadline overrun: {took:?}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&body(resp).await).expect("json");
+        assert_eq!(json["error"], "redis unavailable");
+    }
+
+    #[tokio::test]
+    async fn readyz_is_503_when_redis_is_down() {
+        let s = state(false, Duration::from_millis(100));
+        let resp = call(&s, "GET", "/readyz").await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn invalid_request_id_is_400() {
+        let s = state(false, Duration::from_millis(100));
+        for bad in ["", "has space", &"x".repeat(MAX_REQUEST_ID_LEN + 1)] {
+            let req = Request::builder()
+                .uri("/")
+                .header("x-request-id", bad)
+                .body(Body::empty())
+                .expect("request");
+            let resp = router(s.clone()).oneshot(req).await.expect("infallible");
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn generated_request_ids_are_distinct_and_valid() {
+        let s = state(false, Duration::from_millis(100));
+        let a = s.generate_request_id();
+        let b = s.generate_request_id();
+        assert_ne!(a, b);
+        assert!(a.len() <= MAX_REQUEST_ID_LEN && a.bytes().all(|c| c.is_ascii_graphic()));
+    }
+
+    #[test]
+    fn json_is_chosen_by_accept() {
+        let mut h = HeaderMap::new();
+        assert!(!wants_json(&h));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/html, Application/JSON;q=0.9"),
+        );
+        assert!(wants_json(&h));
+    }
+}

@@ -1,7 +1,7 @@
-mod harness;
-mod smoke;
 mod app_chaos;
 mod app_counting;
 mod app_lifecycle;
 mod app_redis_outage;
 mod app_util;
+mod harness;
+mod smoke;

@@ -33,8 +33,14 @@ pub struct AppArgs {
         env = "SELFHEAL_REDIS_URL"
     )]
     pub redis: String,
-    /// Enable the chaos endpoints (/kill, /hang, /leak).
-    #[arg(long, env = "SELFHEAL_CHAOS")]
+    /// Enable the chaos endpoints (/kill, /hang, /leak). The variable takes 1/0,
+    /// true/false, yes/no, on/off.
+    #[arg(
+        long,
+        env = "SELFHEAL_CHAOS",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub chaos: bool,
     /// How long `GET /` keeps retrying Redis before answering 503.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, env = "SELFHEAL_REDIS_TIMEOUT")]

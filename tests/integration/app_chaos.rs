@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::app_util::{count_of, get_within, start_app, visit};
-use crate::harness::{get, temp_dir, Redis};
+use crate::app_util::{app_command, count_of, get_within, start_app, visit};
+use crate::harness::{free_port, get, temp_dir, Proc, Redis};
 
 #[test]
 fn kill_answers_202_then_exits_with_code_1() {
@@ -79,4 +79,19 @@ fn chaos_routes_are_404_without_the_flag() {
             .status,
         200
     );
+}
+
+#[test]
+fn chaos_is_switched_by_the_environment_variable() {
+    let dir = temp_dir();
+    let redis = Redis::start(dir.path());
+    for (value, expected) in [("1", 202), ("0", 404), ("true", 202), ("off", 404)] {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut cmd = app_command(&redis.url(), &addr, &[]);
+        cmd.env("SELFHEAL_CHAOS", value);
+        let app = Proc::spawn(&format!("selfheal app SELFHEAL_CHAOS={value}"), cmd);
+        app.wait_output("serving on", Duration::from_secs(10));
+        let resp = get(&addr, "/hang", &[]).expect("answer");
+        assert_eq!(resp.status, expected, "SELFHEAL_CHAOS={value}");
+    }
 }

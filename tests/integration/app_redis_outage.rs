@@ -127,3 +127,33 @@ fn request_retrying_while_redis_restarts_is_counted_once() {
         assert_eq!(stored_count(redis.port), before + 1);
     });
 }
+
+#[test]
+fn frozen_redis_gives_503_at_the_deadline_not_a_hang_and_recovers() {
+    let dir = temp_dir();
+    let redis = Redis::start(dir.path());
+    let app = start_app(&redis.url(), &["--redis-timeout", "1s"]);
+    let before = count_of(&visit(&app.addr, None).expect("answer"));
+
+    // SIGSTOP: the socket stays open but nothing answers (worse than a crash).
+    redis.proc.signal(libc::SIGSTOP);
+    let (resp, took) = timed(|| visit(&app.addr, Some("frozen-1")));
+    let resp = resp.expect("an answer, not a hang");
+    redis.proc.signal(libc::SIGCONT);
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(resp.header("retry-after"), Some("1"));
+    assert!(
+        took < Duration::from_millis(2000),
+        "deadline 1s overrun: {took:?}"
+    );
+
+    // Once Redis thaws the app counts again. The frozen request may or may not have
+    // reached Redis before the deadline (it was answered 503 either way); a retry of
+    // the same id returns whatever was stored, and counts at most once.
+    let again = wait_for("visits counted again", Duration::from_secs(10), || {
+        visit(&app.addr, Some("frozen-1")).filter(|r| r.status == 200)
+    });
+    let n = count_of(&again);
+    assert_eq!(n, before + 1, "counted exactly once");
+    assert_eq!(stored_count(redis.port), before + 1);
+}

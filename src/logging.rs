@@ -9,7 +9,9 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout)
-        .with_target(false);
+        .with_target(false)
+        // Colours only for a person at a terminal, never into `docker logs` or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let _ = match format {
         LogFormat::Human => builder.compact().without_time().try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -14,7 +14,7 @@ pub const VISITS_KEY: &str = "selfheal:visits";
 /// Prefix of the per-request keys remembering the count a request id got.
 pub const RID_PREFIX: &str = "selfheal:rid:";
 /// How long a request id is remembered: longer than any retry window.
-pub const RID_TTL_SECS: u64 = 300;
+pub const RID_TTL_SECS: u64 = 60;
 
 /// Returns `{count, fresh}`: the count stored for this request id if it was seen
 /// (fresh = 0), else a new increment remembered under the id (fresh = 1). Redis runs

@@ -5,3 +5,5 @@ mod app_redis_outage;
 mod app_util;
 mod harness;
 mod smoke;
+mod stack_app;
+mod stack_util;

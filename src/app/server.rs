@@ -65,7 +65,7 @@ pub async fn run(
     shutdown: Shutdown,
     drain: Drain,
 ) -> std::io::Result<StopReason> {
-    let listener = listener.tap_io(|tcp| {
+    let listener = StopAware { inner: listener, shutdown: shutdown.clone() }.tap_io(|tcp| {
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::debug!(%err, "TCP_NODELAY not set");
         }
@@ -95,6 +95,44 @@ pub async fn run(
         }
     }
     Ok(shutdown.reason().unwrap_or(StopReason::Signal("none")))
+}
+
+/// A listener that stops accepting the moment a shutdown is triggered.
+///
+/// axum's graceful shutdown races `accept` against the signal with an unbiased
+/// `select!`: a connection queued right after `/kill` answered could still be
+/// accepted by the dying process and then closed unanswered. Here a triggered
+/// shutdown always wins, so such a connection stays in the (supervisor-held)
+/// socket's backlog for the next incarnation.
+struct StopAware {
+    inner: tokio::net::TcpListener,
+    shutdown: Shutdown,
+}
+
+impl axum::serve::Listener for StopAware {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            tokio::select! {
+                biased;
+                () = self.shutdown.triggered() => std::future::pending::<()>().await,
+                accepted = self.inner.accept() => match accepted {
+                    Ok(conn) => return conn,
+                    Err(err) => {
+                        // Resource exhaustion (EMFILE…) must not spin the loop.
+                        tracing::warn!(%err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
 }
 
 /// Registers SIGTERM and SIGINT handlers now (so a signal arriving right after

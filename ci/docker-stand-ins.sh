@@ -171,9 +171,11 @@ if [[ $copied_sources -eq 1 ]]; then
         rm -f "$ROOT/etc/apt/sources.list"
     fi
 fi
+# docker-* are the apt settings the official Debian images carry (no
+# translations, gzipped indexes, cleaned caches); copy them when the machine has them.
 for f in /etc/apt/apt.conf /etc/apt/apt.conf.d/*; do
     [[ -f $f ]] || continue
-    if grep -qiE 'Acquire::(https?::)?Proxy|Acquire::https?::Proxy|Check-Valid-Until|Check-Date' "$f"; then
+    if [[ $(basename "$f") == docker-* ]] || grep -qiE 'Acquire::(https?::)?Proxy|Acquire::https?::Proxy|Check-Valid-Until|Check-Date' "$f"; then
         install -D -m 0644 "$f" "$ROOT$f"
     fi
 done

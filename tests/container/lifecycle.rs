@@ -61,7 +61,7 @@ fn sigint_is_clean_and_the_count_survives() {
 
 /// A config whose only program fails at once, always restarted, at most 3
 /// restarts a minute, then the supervisor gives up and exits. Only the fields
-/// this needs (names as in docs/DESIGN §4 and the shipped supervisor.toml).
+/// this needs (names as in DESIGN.md §4 and the shipped supervisor.toml).
 const CRASH_LOOP_CONFIG: &str = r#"
 [supervisor]
 on_give_up = "exit"

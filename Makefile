@@ -11,7 +11,7 @@ run:
 	@mkdir -p .data .run
 	SELFHEAL_DATA=$${SELFHEAL_DATA:-.data} SELFHEAL_RUN=$${SELFHEAL_RUN:-.run} ./target/release/selfheal --config supervisor.toml
 
-## test: formatting, lints, unit + integration tests, deploy lint, container end-to-end tests
+## test: formatting, lints (code, Dockerfile, manifests), unit + integration tests, container end-to-end tests
 test: lint unit container
 
 deps:
@@ -20,6 +20,7 @@ deps:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	@ci/lint-deploy.sh
 
 unit: deps
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \

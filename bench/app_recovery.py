@@ -71,7 +71,10 @@ def main():
 
     try:
         deadline = time.time() + 30
-        while subprocess.run([BIN, "health", "--socket", sock], capture_output=True).returncode != 0:
+        def app_ready():
+            s = status()
+            return s and all(p["ready"] for p in s["programs"] if p["name"] in ("redis", "app"))
+        while not app_ready():
             if time.time() > deadline: raise SystemExit("stack not ready in 30 s; see " + log.name)
             time.sleep(0.05)
         app = ports["app"]

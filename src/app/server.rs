@@ -65,7 +65,11 @@ pub async fn run(
     shutdown: Shutdown,
     drain: Drain,
 ) -> std::io::Result<StopReason> {
-    let listener = StopAware { inner: listener, shutdown: shutdown.clone() }.tap_io(|tcp| {
+    let listener = StopAware {
+        inner: listener,
+        shutdown: shutdown.clone(),
+    }
+    .tap_io(|tcp| {
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::debug!(%err, "TCP_NODELAY not set");
         }

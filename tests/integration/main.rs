@@ -4,6 +4,6 @@ mod app_lifecycle;
 mod app_redis_outage;
 mod app_util;
 mod harness;
-mod smoke;
+mod shipped_configs;
 mod stack_app;
 mod stack_util;

@@ -3,7 +3,9 @@
 
 1. /kill → app serving again: send /kill (202), then GET / at once; the request waits
    in the supervisor-held socket's backlog until the next incarnation accepts it.
-   Latency = 202 received → first 200 received. KILLS kills (default 40).
+   Latency = 202 received → first 200 received. KILLS kills (default 40), 1.2 s
+   apart: longer than the app's `reset_after`, so each is a fresh crash restarted
+   at once (faster crash loops are backed off on purpose).
 2. Redis SIGKILL under 200 req/s: a paced client sends GET / (unique X-Request-Id) at
    RATE req/s for the whole phase; Redis is SIGKILLed REDIS_KILLS times; reported: the
    time from each kill to the first 200 of a request sent after it, failed requests,
@@ -90,7 +92,7 @@ def main():
             t1 = time.monotonic()
             if st != 200: raise SystemExit(f"request after kill {i} answered {st}")
             lat.append((t1 - t0) * 1000)
-            time.sleep(0.3)
+            time.sleep(1.2)  # longer than the app's reset_after (1s): each crash is a fresh one
         print(f"/kill → app serving again (first 2xx on its own port), {KILLS} kills:")
         print(f"  p50 {pct(lat, 50):.2f} ms   p99 {pct(lat, 99):.2f} ms   max {max(lat):.2f} ms")
 
@@ -115,7 +117,7 @@ def main():
             pid = pid_of("redis")
             kill_times.append(time.monotonic())
             os.kill(pid, signal.SIGKILL)
-            time.sleep(2)
+            time.sleep(3)  # longer than Redis's reset_after (2s)
         stop.set()
         for t in threads: t.join()
         ok = sum(1 for r in results if r[2] == 200)

@@ -30,8 +30,8 @@ return {n, 1}
 "#;
 
 /// Pause between two attempts while Redis is away (grows to [`MAX_PAUSE`]).
-const FIRST_PAUSE: Duration = Duration::from_millis(25);
-const MAX_PAUSE: Duration = Duration::from_millis(200);
+const FIRST_PAUSE: Duration = Duration::from_millis(5);
+const MAX_PAUSE: Duration = Duration::from_millis(50);
 
 /// A counted visit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -103,9 +103,15 @@ impl Prober {
                 Ok(format!("connected to {addr}"))
             }
             Probe::Http { authority, path } => {
-                let result = self.http(authority, path).await;
+                // A kept-alive connection the program closed while idle is not a
+                // failure of the program: retry once on a fresh connection.
+                let reused = matches!(self.conn, Conn::Http(_));
+                let mut result = self.http(authority, path).await;
                 if result.is_err() {
                     self.conn = Conn::None;
+                    if reused {
+                        result = self.http(authority, path).await;
+                    }
                 }
                 result
             }

@@ -78,7 +78,7 @@ if ! "$venv/bin/hadolint" --failure-threshold style "${ignore_args[@]}" Dockerfi
 fi
 
 # --- shell scripts -----------------------------------------------------------
-scripts=(ci/docker-stand-ins.sh ci/lint-deploy.sh ci/container-test.sh bench/container.sh)
+mapfile -t scripts < <(git ls-files '*.sh' .ci/run)
 log "shellcheck ${scripts[*]}"
 "$venv/bin/shellcheck" --severity=style "${scripts[@]}" || fail "shellcheck"
 

@@ -8,7 +8,11 @@ pub struct AppArgs {
     #[arg(long, default_value = "127.0.0.1:8000", env = "SELFHEAL_APP_LISTEN")]
     pub listen: String,
     /// Redis URL.
-    #[arg(long, default_value = "redis://127.0.0.1:6379", env = "SELFHEAL_REDIS_URL")]
+    #[arg(
+        long,
+        default_value = "redis://127.0.0.1:6379",
+        env = "SELFHEAL_REDIS_URL"
+    )]
     pub redis: String,
     /// Enable the chaos endpoints (/kill, /hang).
     #[arg(long, env = "SELFHEAL_CHAOS")]

@@ -25,7 +25,9 @@ pub struct Inherited {
 /// process (`LISTEN_PID` differs). The variables are removed so that children
 /// of this process do not believe the sockets are theirs.
 pub fn take() -> Vec<Inherited> {
-    let count = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse::<i32>().ok());
+    let count = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok());
     let pid_matches = match std::env::var("LISTEN_PID") {
         Ok(pid) => pid.parse::<u32>().ok() == Some(std::process::id()),
         Err(_) => true,

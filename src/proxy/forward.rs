@@ -45,7 +45,10 @@ pub async fn handle(
     let index = c.requests.get();
     c.requests.set(index + 1);
     let start = w.cfg.access_log.then(Instant::now);
-    let log = w.cfg.access_log.then(|| (req.method().clone(), req.uri().clone()));
+    let log = w
+        .cfg
+        .access_log
+        .then(|| (req.method().clone(), req.uri().clone()));
     let mut out = Outcome::default();
     let resp = match forward(&w, &c, index, req, &mut out).await {
         Ok(r) => r,
@@ -80,7 +83,9 @@ async fn forward(
 ) -> Result<Response<RespBody>, ProxyError> {
     let cfg = &*w.cfg;
     if c.scanner.borrow().flagged() == Some(index) {
-        return Err(ProxyError::BadRequest("content-length with transfer-encoding"));
+        return Err(ProxyError::BadRequest(
+            "content-length with transfer-encoding",
+        ));
     }
     let (mut parts, incoming) = req.into_parts();
     limits::check_head(&parts, &cfg.limits)?;
@@ -100,7 +105,8 @@ async fn forward(
     let method = parts.method.clone();
     // Kept only for a request the rule may replay after it was sent.
     let replay = if retry::is_idempotent(&method) && keyed {
-        body.replay_copy().map(|b| (parts.uri.clone(), parts.headers.clone(), b))
+        body.replay_copy()
+            .map(|b| (parts.uri.clone(), parts.headers.clone(), b))
     } else {
         None
     };
@@ -149,8 +155,15 @@ async fn forward(
                 headers::strip_hop_by_hop(&mut head.headers);
                 // hyper answers in the client's version; never inherit an upstream's 1.0.
                 head.version = Version::HTTP_11;
-                let checkin = Checkin { pool: w.pool.clone(), upstream: i, sender };
-                return Ok(Response::from_parts(head, RespBody::upstream(inner, checkin)));
+                let checkin = Checkin {
+                    pool: w.pool.clone(),
+                    upstream: i,
+                    sender,
+                };
+                return Ok(Response::from_parts(
+                    head,
+                    RespBody::upstream(inner, checkin),
+                ));
             }
             Ok(Err(mut e)) => {
                 if let Some(back) = e.take_message() {
@@ -185,4 +198,3 @@ async fn forward(
         }
     }
 }
-

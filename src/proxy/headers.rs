@@ -85,7 +85,7 @@ pub fn prepare_request(h: &mut HeaderMap, peer: &HeaderValue, ids: &RequestIds) 
     } else {
         h.remove(X_FORWARDED_HOST);
     }
-    if !h.get(X_REQUEST_ID).is_some_and(|v| !v.is_empty()) {
+    if h.get(X_REQUEST_ID).is_none_or(|v| v.is_empty()) {
         h.insert(X_REQUEST_ID, ids.next_value());
     }
     true
@@ -105,7 +105,11 @@ impl RequestIds {
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let prefix = std::hash::RandomState::new().hash_one((std::process::id(), nanos));
-        RequestIds { prefix, worker, next: Cell::new(0) }
+        RequestIds {
+            prefix,
+            worker,
+            next: Cell::new(0),
+        }
     }
 
     pub fn next_value(&self) -> HeaderValue {

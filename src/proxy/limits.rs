@@ -23,7 +23,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_uri: 8 * 1024, max_header_line: 8 * 1024, max_header_section: 32 * 1024 }
+        Limits {
+            max_uri: 8 * 1024,
+            max_header_line: 8 * 1024,
+            max_header_section: 32 * 1024,
+        }
     }
 }
 

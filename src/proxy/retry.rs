@@ -46,7 +46,9 @@ impl Backoff {
     /// The next delay, or `None` when sleeping it would pass `deadline`
     /// (the last delay is shortened to end at the deadline).
     pub fn next_within(&mut self, now: Instant, deadline: Instant) -> Option<Duration> {
-        let left = deadline.checked_duration_since(now).filter(|d| !d.is_zero())?;
+        let left = deadline
+            .checked_duration_since(now)
+            .filter(|d| !d.is_zero())?;
         let delay = self.next.min(left);
         self.next = (self.next * 2).min(Self::MAX);
         Some(delay)
@@ -81,7 +83,10 @@ mod tests {
         let seq: Vec<_> = (0..7).map(|_| b.next_within(now, far).unwrap()).collect();
         let ms: Vec<u128> = seq.iter().map(|d| d.as_millis()).collect();
         assert_eq!(ms, [5, 10, 20, 40, 80, 100, 100]);
-        assert_eq!(b.next_within(now, now + Duration::from_millis(30)), Some(Duration::from_millis(30)));
+        assert_eq!(
+            b.next_within(now, now + Duration::from_millis(30)),
+            Some(Duration::from_millis(30))
+        );
         assert_eq!(b.next_within(now, now), None);
     }
 }

@@ -93,7 +93,14 @@ pub fn run(listener: std::net::TcpListener, args: ProxyArgs) -> anyhow::Result<(
             .context("spawn worker thread")?;
         threads.push(t);
     }
-    let lead = worker(0, listener, cfg, upstreams.clone(), rx, Some((tx, addr, workers)));
+    let lead = worker(
+        0,
+        listener,
+        cfg,
+        upstreams.clone(),
+        rx,
+        Some((tx, addr, workers)),
+    );
     for t in threads {
         match t.join() {
             Ok(r) => r?,
@@ -141,7 +148,10 @@ fn worker(
                     _ = term.recv() => "SIGTERM",
                     _ = int.recv() => "SIGINT",
                 };
-                tracing::info!(signal = name, "stopping: no new connections, draining in-flight requests");
+                tracing::info!(
+                    signal = name,
+                    "stopping: no new connections, draining in-flight requests"
+                );
                 let _ = tx.send(true);
             });
             tracing::info!(%addr, workers, "serving on {addr}");
@@ -220,8 +230,14 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener, mut shutdown: watch::
             active.zero.notified().await;
         }
     };
-    if tokio::time::timeout(w.cfg.drain_timeout, drain).await.is_err() {
-        tracing::warn!(connections = active.count.get(), "drain timeout: closing remaining connections");
+    if tokio::time::timeout(w.cfg.drain_timeout, drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = active.count.get(),
+            "drain timeout: closing remaining connections"
+        );
     }
 }
 

@@ -70,11 +70,16 @@ fn parse_dec(b: &[u8]) -> Option<u64> {
     if b.is_empty() || b.len() > 19 || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    b.iter().try_fold(0u64, |acc, d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+    b.iter().try_fold(0u64, |acc, d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 fn parse_hex(b: &[u8]) -> Option<u64> {
-    let end = b.iter().position(|c| !c.is_ascii_hexdigit()).unwrap_or(b.len());
+    let end = b
+        .iter()
+        .position(|c| !c.is_ascii_hexdigit())
+        .unwrap_or(b.len());
     if end == 0 || end > 15 {
         return None;
     }
@@ -83,8 +88,14 @@ fn parse_hex(b: &[u8]) -> Option<u64> {
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !matches!(c, b' ' | b'\t')).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !matches!(c, b' ' | b'\t')).map_or(start, |e| e + 1);
+    let start = b
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t'))
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !matches!(c, b' ' | b'\t'))
+        .map_or(start, |e| e + 1);
     &b[start..end.max(start)]
 }
 
@@ -186,7 +197,11 @@ impl Scanner {
                 }
             }
             State::ChunkEnd => {
-                self.state = if len == 0 { State::ChunkSize } else { State::Off };
+                self.state = if len == 0 {
+                    State::ChunkSize
+                } else {
+                    State::Off
+                };
             }
             State::Trailer if len == 0 => self.state = State::Head,
             State::Trailer => {}
@@ -270,9 +285,11 @@ mod tests {
 
     #[test]
     fn flags_cl_and_te_in_either_order() {
-        let a = scan(&[b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"]);
+        let a =
+            scan(&[b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"]);
         assert_eq!(a.flagged(), Some(0));
-        let b = scan(&[b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n"]);
+        let b =
+            scan(&[b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n"]);
         assert_eq!(b.flagged(), Some(0));
     }
 

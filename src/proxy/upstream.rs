@@ -73,16 +73,24 @@ impl Upstreams {
             let s = spec.trim();
             let s = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
             anyhow::ensure!(
-                s.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
+                s.rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
                 "upstream {spec:?} is not host:port"
             );
             let target = match s.parse::<SocketAddr>() {
                 Ok(a) => Target::Addr(a),
                 Err(_) => Target::Host(s.to_string()),
             };
-            list.push(Upstream { name: s.to_string(), target, ejected_at: AtomicU64::new(0) });
+            list.push(Upstream {
+                name: s.to_string(),
+                target,
+                ejected_at: AtomicU64::new(0),
+            });
         }
-        Ok(Upstreams { list, epoch: Instant::now() })
+        Ok(Upstreams {
+            list,
+            epoch: Instant::now(),
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -197,9 +205,15 @@ impl Drop for InFlight<'_> {
 impl Pool {
     pub fn new(upstreams: usize) -> Self {
         let slots = (0..upstreams)
-            .map(|_| Slot { idle: RefCell::new(Vec::new()), outstanding: Cell::new(0) })
+            .map(|_| Slot {
+                idle: RefCell::new(Vec::new()),
+                outstanding: Cell::new(0),
+            })
             .collect();
-        Pool { slots, rotate: Cell::new(0) }
+        Pool {
+            slots,
+            rotate: Cell::new(0),
+        }
     }
 
     /// Least outstanding requests (from this thread) among admitted upstreams; ties
@@ -210,7 +224,11 @@ impl Pool {
         self.rotate.set(if start + 1 >= n { 0 } else { start + 1 });
         let mut best: Option<(usize, u32)> = None;
         for k in 0..n {
-            let i = if start + k >= n { start + k - n } else { start + k };
+            let i = if start + k >= n {
+                start + k - n
+            } else {
+                start + k
+            };
             if !ups.is_admitted(i) {
                 continue;
             }
@@ -229,7 +247,10 @@ impl Pool {
     pub fn begin(&self, upstream: usize) -> InFlight<'_> {
         let c = &self.slots[upstream].outstanding;
         c.set(c.get() + 1);
-        InFlight { pool: self, upstream }
+        InFlight {
+            pool: self,
+            upstream,
+        }
     }
 
     /// A ready connection to upstream `i` and whether it was reused from the

@@ -125,7 +125,11 @@ pub fn read_response(stream: &mut impl Read) -> Option<Response> {
     } else if status != 204 && status != 304 && !(100..200).contains(&status) {
         stream.read_to_end(&mut body).ok()?;
     }
-    Some(Response { status, headers, body })
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// A fresh temporary directory, kept on disk (and named) when the test fails.
@@ -167,7 +171,11 @@ impl Proc {
                 sink.lock().unwrap().extend_from_slice(&chunk[..n]);
             }
         });
-        Proc { child, label: label.to_string(), output }
+        Proc {
+            child,
+            label: label.to_string(),
+            output,
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -181,9 +189,11 @@ impl Proc {
 
     /// Waits until the output contains `needle`.
     pub fn wait_output(&self, needle: &str, timeout: Duration) {
-        wait_for(&format!("{} to print {needle:?}", self.label), timeout, || {
-            self.output().contains(needle).then_some(())
-        });
+        wait_for(
+            &format!("{} to print {needle:?}", self.label),
+            timeout,
+            || self.output().contains(needle).then_some(()),
+        );
     }
 
     /// Sends a signal to the process (not its group).
@@ -210,7 +220,11 @@ impl Drop for Proc {
             let _ = self.child.wait();
         }
         if std::thread::panicking() {
-            eprintln!("----- output of {} -----\n{}\n-----", self.label, self.output());
+            eprintln!(
+                "----- output of {} -----\n{}\n-----",
+                self.label,
+                self.output()
+            );
         }
     }
 }
@@ -228,9 +242,16 @@ impl Redis {
 
     pub fn start_on(dir: &Path, port: u16) -> Redis {
         let mut cmd = Command::new(redis_server());
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "yes", "--dir"])
-            .arg(dir);
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "yes", "--dir"])
+        .arg(dir);
         let proc = Proc::spawn("redis-server", cmd);
         let addr = format!("127.0.0.1:{port}");
         wait_for("redis to answer PING", Duration::from_secs(10), || {

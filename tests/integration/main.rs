@@ -1,2 +1,10 @@
 mod harness;
+mod proxy_balance;
+mod proxy_drain;
+mod proxy_errors;
+mod proxy_forwarding;
+mod proxy_hold;
+mod proxy_limits;
+mod proxy_retry;
+mod proxy_util;
 mod smoke;

@@ -1,1 +1,4 @@
-#[test] fn placeholder_builds(){ assert!(std::path::Path::new(env!("CARGO_BIN_EXE_selfheal")).exists()); }
+#[test]
+fn placeholder_builds() {
+    assert!(std::path::Path::new(env!("CARGO_BIN_EXE_selfheal")).exists());
+}

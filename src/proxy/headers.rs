@@ -17,9 +17,9 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const KEEP_ALIVE: &str = "keep-alive";
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    *name == CONNECTION
-        || *name == TE
+/// Hop-by-hop headers other than `Connection` itself.
+fn is_other_hop_by_hop(name: &HeaderName) -> bool {
+    *name == TE
         || *name == TRAILER
         || *name == TRANSFER_ENCODING
         || *name == UPGRADE
@@ -28,22 +28,46 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// Removes hop-by-hop headers: the fixed list, every `Proxy-*`, and whatever
-/// `Connection` names. One pass over the names when there are none (the usual case).
+/// `Connection` names. One pass over the names when there are none; a lone
+/// `Connection: keep-alive` / `close` (every keep-alive upstream sends one) is
+/// removed without allocating.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    if !h.keys().any(is_hop_by_hop) {
-        return;
-    }
-    let mut doomed: Vec<HeaderName> = h.keys().filter(|n| is_hop_by_hop(n)).cloned().collect();
-    for v in h.get_all(CONNECTION) {
-        let Ok(v) = v.to_str() else { continue };
-        for token in v.split(',') {
-            if let Ok(name) = HeaderName::from_bytes(token.trim().as_bytes()) {
-                doomed.push(name);
-            }
+    let mut connection = false;
+    let mut others = false;
+    for name in h.keys() {
+        if *name == CONNECTION {
+            connection = true;
+        } else if is_other_hop_by_hop(name) {
+            others = true;
         }
     }
-    for name in doomed {
-        h.remove(name);
+    if connection {
+        let mut named: Vec<HeaderName> = Vec::new();
+        for v in h.get_all(CONNECTION) {
+            let Ok(v) = v.to_str() else { continue };
+            for token in v.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close") {
+                    continue; // options, or a header removed below anyway
+                }
+                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    named.push(name);
+                }
+            }
+        }
+        h.remove(CONNECTION);
+        for name in named {
+            h.remove(name);
+        }
+    }
+    if others {
+        let doomed: Vec<HeaderName> = h
+            .keys()
+            .filter(|n| is_other_hop_by_hop(n))
+            .cloned()
+            .collect();
+        for name in doomed {
+            h.remove(name);
+        }
     }
 }
 
@@ -60,6 +84,8 @@ pub fn peer_value(ip: IpAddr) -> HeaderValue {
 /// carries an idempotency key (always true: one is set when absent).
 pub fn prepare_request(h: &mut HeaderMap, peer: &HeaderValue, ids: &RequestIds) -> bool {
     strip_hop_by_hop(h);
+    // Room for the (up to) four headers added below: one growth, not several.
+    h.reserve(4);
     // The body is sent whole or streamed as is; the upstream answers, not us.
     h.remove(EXPECT);
     // X-Forwarded-For: append this hop's client.
@@ -112,14 +138,23 @@ impl RequestIds {
         }
     }
 
+    /// `PPPPPPPPPPPPPPPP-WWWW-NNNNNNNNNNNNNNNN` (hex: prefix, worker, counter).
     pub fn next_value(&self) -> HeaderValue {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.next.get();
         self.next.set(n.wrapping_add(1));
-        let mut buf = [0u8; 64];
-        let mut cur = std::io::Cursor::new(&mut buf[..]);
-        let _ = write!(cur, "{:016x}-{:x}-{:x}", self.prefix, self.worker, n);
-        let len = cur.position() as usize;
-        HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static("0"))
+        let mut buf = [0u8; 38];
+        let mut put = |at: usize, width: usize, v: u64| {
+            for k in 0..width {
+                buf[at + k] = HEX[((v >> (4 * (width - 1 - k))) & 0xf) as usize];
+            }
+        };
+        put(0, 16, self.prefix);
+        put(17, 4, self.worker as u64);
+        put(22, 16, n);
+        buf[16] = b'-';
+        buf[21] = b'-';
+        HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
     }
 }
 

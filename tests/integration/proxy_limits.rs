@@ -126,13 +126,17 @@ fn proxy_times_out_slow_headers_and_slow_bodies() {
     // An idle keep-alive connection is closed by the same timer.
     let mut s = TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(T)).unwrap();
-    s.write_all(b"GET /idle HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /idle HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let r = crate::harness::read_response(&mut s).expect("first response");
     assert_eq!(r.status, 200);
     let t0 = Instant::now();
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
-    assert!(rest.is_empty() && t0.elapsed() < Duration::from_secs(5), "idle connection kept");
+    assert!(
+        rest.is_empty() && t0.elapsed() < Duration::from_secs(5),
+        "idle connection kept"
+    );
     // A body that stalls gets 408.
     let out = raw_exchange(
         &addr,
@@ -145,5 +149,10 @@ fn proxy_times_out_slow_headers_and_slow_bodies() {
         "{}",
         String::from_utf8_lossy(&out)
     );
-    assert_eq!(up.seen().len(), 1, "only /idle reaches the upstream: {:?}", up.seen());
+    assert_eq!(
+        up.seen().len(),
+        1,
+        "only /idle reaches the upstream: {:?}",
+        up.seen()
+    );
 }

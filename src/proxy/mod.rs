@@ -1,17 +1,84 @@
-//! `selfheal proxy`: the reverse proxy (filled in by the proxy work).
+//! `selfheal proxy`: the reverse proxy that holds, retries, and never duplicates.
+//!
+//! # Layout
+//! - [`server`]: runtime model (one current-thread runtime per core, all sharing
+//!   the listener), accept loop, per-connection hyper server, graceful drain.
+//! - [`forward`]: one request's path: limits, header rewriting, body buffering,
+//!   the hold/retry loop, the access-log line.
+//! - [`retry`]: *the retry rule* (what may be sent again) and the backoff.
+//! - [`upstream`]: upstream set (passive ejection, active re-admission) and the
+//!   per-thread connection pool with least-outstanding balancing.
+//! - [`error`]: classified failures → status code and a short plain body.
+//! - [`limits`]: request-head limits and the request-smuggling scanner.
+//! - [`headers`]: hop-by-hop stripping, `X-Forwarded-*`, request ids.
+//! - [`body`]: request bodies (empty, buffered for replay, streamed) and the
+//!   response body that returns its upstream connection to the pool.
+
+pub mod body;
+pub mod error;
+pub mod forward;
+pub mod headers;
+pub mod limits;
+pub mod retry;
+pub mod server;
+pub mod smuggle;
+pub mod upstream;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-#[derive(Debug, clap::Args)]
+use anyhow::Context as _;
+
+/// Command-line surface of `selfheal proxy`.
+#[derive(Debug, Clone, clap::Args)]
 pub struct ProxyArgs {
     /// Address to bind when no socket is inherited (LISTEN_FDS).
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub listen: String,
-    /// Upstream address (repeatable).
+    /// Upstream address `host:port` (repeatable; balanced least-outstanding).
     #[arg(long, required = true)]
     pub upstream: Vec<String>,
+    /// How long a request that could not reach any upstream is held and retried
+    /// before `503` + `Retry-After`.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub hold_timeout: Duration,
+    /// Time for an upstream to send the response head, else `504`.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub upstream_timeout: Duration,
+    /// Time to establish one TCP connection to an upstream.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+    /// Time for a client to send a whole request head; also bounds an idle
+    /// keep-alive connection (hyper arms one timer for both).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// Longest pause between two reads of a request body, else `408`.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+    /// Bound on finishing in-flight requests after SIGTERM/SIGINT.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+    /// Largest request body accepted, in bytes, else `413`.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_body: u64,
+    /// Request bodies up to this size are buffered so that they can be replayed;
+    /// larger ones are streamed and never retried once sent.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub retry_buffer: u64,
+    /// Worker threads, each with its own runtime and upstream pool (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
+    /// Do not write one access-log line per request.
+    #[arg(long)]
+    pub no_access_log: bool,
 }
 
-pub fn main(_args: ProxyArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("selfheal proxy is not built yet")
+/// Entry point: take inherited sockets first (before any thread exists), then run.
+pub fn main(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    let mut inherited = crate::listenfd::take();
+    crate::logging::init(crate::cli::LogFormat::Human);
+    let listener = crate::listenfd::listener_for(&mut inherited, &args.listen)
+        .with_context(|| format!("listen on {}", args.listen))?;
+    server::run(listener, args)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,311 @@
+//! Bodies on both sides of the proxy.
+//!
+//! Requests: a body small enough (`--retry-buffer`) is read whole before the first
+//! attempt so it can be replayed; a larger one is streamed (never replayed once
+//! sent), with the `--max-body` limit and the per-read `--body-timeout` enforced
+//! as it flows. Responses: the upstream body is relayed frame by frame and the
+//! upstream connection goes back to this thread's pool at the end of the stream.
+
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt as _;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use super::error::ProxyError;
+use super::upstream::{Pool, Sender};
+
+/// Why a streamed request body stopped; found again by type in the error chain
+/// hyper's client returns, to answer 413 / 408 / 400 instead of 502.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body larger than the limit")]
+    TooLarge,
+    #[error("request body read timed out")]
+    Timeout,
+    #[error("request body from the client failed")]
+    Client(#[source] hyper::Error),
+}
+
+impl BodyError {
+    pub fn to_proxy_error(&self) -> ProxyError {
+        match self {
+            BodyError::TooLarge => ProxyError::BodyTooLarge,
+            BodyError::Timeout => ProxyError::BodyTimeout,
+            BodyError::Client(_) => ProxyError::BadBody,
+        }
+    }
+
+    /// The `BodyError` that caused `err`, if any (walks the source chain by type).
+    pub fn find_in<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyError> {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(e) = cur {
+            if let Some(b) = e.downcast_ref::<BodyError>() {
+                return Some(b);
+            }
+            cur = e.source();
+        }
+        None
+    }
+}
+
+/// The body sent upstream.
+#[derive(Debug)]
+pub enum ProxyBody {
+    Empty,
+    /// Whole body in memory (replayable).
+    Full(Option<Bytes>),
+    /// Streamed from the client (not replayable once sent).
+    Stream(Box<Streamed>),
+}
+
+#[derive(Debug)]
+pub struct Streamed {
+    prefix: Option<Bytes>,
+    inner: Incoming,
+    seen: u64,
+    max: u64,
+    timeout: Duration,
+    idle: Pin<Box<Sleep>>,
+}
+
+impl ProxyBody {
+    /// A copy for a replay, when the body is in memory.
+    pub fn replay_copy(&self) -> Option<ProxyBody> {
+        match self {
+            ProxyBody::Empty => Some(ProxyBody::Empty),
+            ProxyBody::Full(b) => Some(ProxyBody::Full(b.clone())),
+            ProxyBody::Stream(_) => None,
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            ProxyBody::Empty => Poll::Ready(None),
+            ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Stream(s) => {
+                if let Some(p) = s.prefix.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(p))));
+                }
+                match Pin::new(&mut s.inner).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(d) = frame.data_ref() {
+                            s.seen += d.len() as u64;
+                            if s.seen > s.max {
+                                return Poll::Ready(Some(Err(BodyError::TooLarge)));
+                            }
+                        }
+                        let deadline = Instant::now() + s.timeout;
+                        s.idle.as_mut().reset(deadline);
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Client(e)))),
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Pending => {
+                        if std::future::Future::poll(s.idle.as_mut(), cx).is_ready() {
+                            return Poll::Ready(Some(Err(BodyError::Timeout)));
+                        }
+                        Poll::Pending
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Empty => true,
+            ProxyBody::Full(b) => b.is_none(),
+            ProxyBody::Stream(s) => s.prefix.is_none() && s.inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Empty => SizeHint::with_exact(0),
+            ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            ProxyBody::Stream(s) => {
+                let p = s.prefix.as_ref().map_or(0, |b| b.len() as u64);
+                let inner = s.inner.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + p);
+                if let Some(u) = inner.upper() {
+                    hint.set_upper(u + p);
+                }
+                hint
+            }
+        }
+    }
+}
+
+/// Reads the client's body into memory when it fits `retry_buffer`, else returns
+/// a streaming body that enforces `max_body` and `timeout` as it goes.
+pub async fn prepare(
+    mut body: Incoming,
+    max_body: u64,
+    retry_buffer: u64,
+    timeout: Duration,
+) -> Result<ProxyBody, ProxyError> {
+    if body.is_end_stream() {
+        return Ok(ProxyBody::Empty);
+    }
+    let exact = body.size_hint().exact();
+    if exact.is_some_and(|n| n > max_body) {
+        return Err(ProxyError::BodyTooLarge);
+    }
+    let stream = |prefix: Option<Bytes>, inner: Incoming, seen: u64| {
+        ProxyBody::Stream(Box::new(Streamed {
+            prefix,
+            inner,
+            seen,
+            max: max_body,
+            timeout,
+            idle: Box::pin(tokio::time::sleep(timeout)),
+        }))
+    };
+    if exact.is_some_and(|n| n > retry_buffer) {
+        return Ok(stream(None, body, 0));
+    }
+    let mut first: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
+    let mut seen: u64 = 0;
+    loop {
+        let frame = match tokio::time::timeout(timeout, body.frame()).await {
+            Err(_) => return Err(ProxyError::BodyTimeout),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                tracing::debug!(cause = %e, "request body failed");
+                return Err(ProxyError::BadBody);
+            }
+            Ok(Some(Ok(f))) => f,
+        };
+        // Request trailers are dropped: the body is re-framed with a length.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len() as u64;
+        if seen > max_body {
+            return Err(ProxyError::BodyTooLarge);
+        }
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            Some(f) => {
+                buf.extend_from_slice(&f);
+                buf.extend_from_slice(&data);
+            }
+            None => buf.extend_from_slice(&data),
+        }
+        if seen > retry_buffer {
+            let prefix = first.take().unwrap_or_else(|| buf.split().freeze());
+            return Ok(stream(Some(prefix), body, seen));
+        }
+    }
+    Ok(match first {
+        Some(b) => ProxyBody::Full(Some(b)),
+        None if buf.is_empty() => ProxyBody::Empty,
+        None => ProxyBody::Full(Some(buf.freeze())),
+    })
+}
+
+/// The body sent to the client.
+pub enum RespBody {
+    /// Generated by the proxy (errors).
+    Full(Option<Bytes>),
+    /// Relayed from an upstream; the connection returns to `pool` at the end.
+    Upstream {
+        inner: Incoming,
+        checkin: Option<Checkin>,
+    },
+}
+
+/// An upstream connection to give back once its response has been read whole.
+pub struct Checkin {
+    pub pool: Rc<Pool>,
+    pub upstream: usize,
+    pub sender: Sender,
+}
+
+impl Checkin {
+    pub fn done(self) {
+        self.pool.checkin(self.upstream, self.sender);
+    }
+}
+
+impl RespBody {
+    pub fn full(b: Bytes) -> Self {
+        RespBody::Full(Some(b))
+    }
+
+    /// Relays `inner`; when it is already complete, the connection goes back now.
+    pub fn upstream(inner: Incoming, checkin: Checkin) -> Self {
+        if inner.is_end_stream() {
+            checkin.done();
+            return RespBody::Full(None);
+        }
+        RespBody::Upstream {
+            inner,
+            checkin: Some(checkin),
+        }
+    }
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RespBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            RespBody::Upstream { inner, checkin } => {
+                let res = ready!(Pin::new(&mut *inner).poll_frame(cx));
+                match &res {
+                    None => {
+                        if let Some(c) = checkin.take() {
+                            c.done();
+                        }
+                    }
+                    Some(Ok(_)) => {
+                        // hyper stops polling once `is_end_stream` says so.
+                        if inner.is_end_stream() {
+                            if let Some(c) = checkin.take() {
+                                c.done();
+                            }
+                        }
+                    }
+                    // A broken upstream body: the connection is not reused.
+                    Some(Err(_)) => *checkin = None,
+                }
+                Poll::Ready(res)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RespBody::Full(b) => b.is_none(),
+            RespBody::Upstream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RespBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            RespBody::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}

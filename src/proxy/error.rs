@@ -1,0 +1,100 @@
+//! Classified failures of one proxied request, each mapped to one status code and
+//! a short plain body. Upstream internals (addresses, error texts) never reach the
+//! client; they go to the log.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
+use http::{Response, StatusCode};
+
+use super::body::RespBody;
+
+/// Why the proxy answered itself instead of relaying an upstream response.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No upstream could be connected to within the hold timeout (nothing sent).
+    #[error("no upstream reachable within the hold timeout")]
+    Unavailable,
+    /// The upstream failed after the request was sent and it may not be replayed.
+    #[error("upstream failed after the request was sent")]
+    BadGateway(#[source] hyper::Error),
+    /// The upstream did not send a response head within the upstream timeout.
+    #[error("upstream timed out")]
+    GatewayTimeout,
+    /// The request body is larger than `--max-body`.
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// The client paused longer than `--body-timeout` while sending its body.
+    #[error("request body read timed out")]
+    BodyTimeout,
+    /// The request body could not be decoded (bad chunking, early end).
+    #[error("malformed request body")]
+    BadBody,
+    /// The request-target is longer than the limit.
+    #[error("request-target too long")]
+    UriTooLong,
+    /// One header line or the whole header section is larger than the limit.
+    #[error("request header fields too large")]
+    HeadersTooLarge,
+    /// A framing the proxy refuses (request smuggling vectors).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::BadBody | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        }
+    }
+
+    /// Client errors leave the connection in an unknown framing state (or with an
+    /// unread body): close it after answering.
+    fn closes_connection(&self) -> bool {
+        match self {
+            ProxyError::Unavailable | ProxyError::BadGateway(_) | ProxyError::GatewayTimeout => {
+                false
+            }
+            ProxyError::BodyTooLarge
+            | ProxyError::BodyTimeout
+            | ProxyError::BadBody
+            | ProxyError::UriTooLong
+            | ProxyError::HeadersTooLarge
+            | ProxyError::BadRequest(_) => true,
+        }
+    }
+
+    fn body(&self) -> &'static str {
+        match self {
+            ProxyError::Unavailable => "service unavailable\n",
+            ProxyError::BadGateway(_) => "bad gateway\n",
+            ProxyError::GatewayTimeout => "gateway timeout\n",
+            ProxyError::BodyTooLarge => "payload too large\n",
+            ProxyError::BodyTimeout => "request timeout\n",
+            ProxyError::BadBody | ProxyError::BadRequest(_) => "bad request\n",
+            ProxyError::UriTooLong => "uri too long\n",
+            ProxyError::HeadersTooLarge => "request header fields too large\n",
+        }
+    }
+
+    /// The response the client sees.
+    pub fn response(&self) -> Response<RespBody> {
+        let mut resp = Response::new(RespBody::full(Bytes::from_static(self.body().as_bytes())));
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        if matches!(self, ProxyError::Unavailable) {
+            h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if self.closes_connection() {
+            h.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+}

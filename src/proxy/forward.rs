@@ -1,0 +1,200 @@
+//! One request's path through the proxy: checks, header rewriting, body
+//! preparation, then the hold/retry loop over upstream picks (rule in
+//! [`super::retry`]), and one access-log line.
+
+use std::cell::{Cell, RefCell};
+use std::convert::Infallible;
+use std::rc::Rc;
+use std::time::Instant;
+
+use http::header::{HeaderValue, HOST};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+
+use super::body::{self, BodyError, Checkin, ProxyBody, RespBody};
+use super::error::ProxyError;
+use super::headers;
+use super::limits;
+use super::retry::{self, Backoff};
+use super::server::Worker;
+use super::smuggle::Scanner;
+use super::upstream::Pick;
+
+/// What a connection knows about itself.
+pub struct ConnState {
+    pub scanner: Rc<RefCell<Scanner>>,
+    /// Requests seen so far on this connection (index of the next one).
+    pub requests: Cell<u64>,
+    /// The client address, as an `X-Forwarded-For` element.
+    pub peer: HeaderValue,
+}
+
+/// Which upstream served a request and how many extra attempts it took.
+#[derive(Debug, Default)]
+struct Outcome {
+    upstream: Option<usize>,
+    retries: u32,
+}
+
+/// The hyper service: never fails; every failure is an answer.
+pub async fn handle(
+    w: Rc<Worker>,
+    c: Rc<ConnState>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, Infallible> {
+    let index = c.requests.get();
+    c.requests.set(index + 1);
+    let start = w.cfg.access_log.then(Instant::now);
+    let log = w
+        .cfg
+        .access_log
+        .then(|| (req.method().clone(), req.uri().clone()));
+    let mut out = Outcome::default();
+    let resp = match forward(&w, &c, index, req, &mut out).await {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status().is_server_error() {
+                let upstream = out.upstream.map(|i| w.upstreams.name(i));
+                tracing::warn!(error = %e, cause = ?std::error::Error::source(&e), upstream, "proxy error");
+            }
+            e.response()
+        }
+    };
+    if let (Some((method, uri)), Some(start)) = (log, start) {
+        tracing::info!(
+            target: "access",
+            %method,
+            path = uri.path(),
+            status = resp.status().as_u16(),
+            duration_us = start.elapsed().as_micros() as u64,
+            upstream = out.upstream.map(|i| w.upstreams.name(i)),
+            retries = out.retries,
+        );
+    }
+    Ok(resp)
+}
+
+async fn forward(
+    w: &Rc<Worker>,
+    c: &ConnState,
+    index: u64,
+    req: Request<Incoming>,
+    out: &mut Outcome,
+) -> Result<Response<RespBody>, ProxyError> {
+    let cfg = &*w.cfg;
+    if c.scanner.borrow().flagged() == Some(index) {
+        return Err(ProxyError::BadRequest(
+            "content-length with transfer-encoding",
+        ));
+    }
+    let (mut parts, incoming) = req.into_parts();
+    limits::check_head(&parts, &cfg.limits)?;
+    let keyed = headers::prepare_request(&mut parts.headers, &c.peer, &w.ids);
+    if !parts.headers.contains_key(HOST) {
+        parts.headers.insert(HOST, w.default_host.clone());
+    }
+    parts.version = Version::HTTP_11;
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        parts.uri = match parts.uri.path_and_query() {
+            Some(pq) => Uri::from(pq.clone()),
+            None => Uri::from_static("/"),
+        };
+    }
+    let body = body::prepare(incoming, cfg.max_body, cfg.retry_buffer, cfg.body_timeout).await?;
+
+    let method = parts.method.clone();
+    // Kept only for a request the rule may replay after it was sent.
+    let replay = if retry::is_idempotent(&method) && keyed {
+        body.replay_copy()
+            .map(|b| (parts.uri.clone(), parts.headers.clone(), b))
+    } else {
+        None
+    };
+    let rebuild = |(uri, headers, body): &(Uri, http::HeaderMap, ProxyBody)| {
+        let mut r = Request::new(body.replay_copy().unwrap_or(ProxyBody::Empty));
+        *r.method_mut() = method.clone();
+        *r.uri_mut() = uri.clone();
+        *r.version_mut() = Version::HTTP_11;
+        *r.headers_mut() = headers.clone();
+        r
+    };
+
+    let deadline = Instant::now() + cfg.hold_timeout;
+    let mut backoff = Backoff::new();
+    let mut replays = 0u32;
+    let mut req = Request::from_parts(parts, body);
+    loop {
+        let i = match w.pool.pick(&w.upstreams, cfg.hold_timeout) {
+            Pick::Healthy(i) | Pick::Probe(i) => i,
+            Pick::AllDown => return Err(ProxyError::Unavailable),
+        };
+        out.upstream = Some(i);
+        let _in_flight = w.pool.begin(i);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let connect_timeout = cfg.connect_timeout.min(left.max(retry::Backoff::FIRST));
+        let (mut sender, reused) = match w.pool.checkout(i, &w.upstreams, connect_timeout).await {
+            Ok(s) => s,
+            Err(e) => {
+                // Nothing was sent: any method may go again, elsewhere, after a pause.
+                w.upstreams.eject(i, &e);
+                w.pool.clear(i);
+                out.retries += 1;
+                match backoff.next_within(Instant::now(), deadline) {
+                    Some(d) => {
+                        tokio::time::sleep(d).await;
+                        continue;
+                    }
+                    None => return Err(ProxyError::Unavailable),
+                }
+            }
+        };
+        match tokio::time::timeout(cfg.upstream_timeout, sender.try_send_request(req)).await {
+            Err(_) => return Err(ProxyError::GatewayTimeout),
+            Ok(Ok(resp)) => {
+                let (mut head, inner) = resp.into_parts();
+                headers::strip_hop_by_hop(&mut head.headers);
+                // hyper answers in the client's version; never inherit an upstream's 1.0.
+                head.version = Version::HTTP_11;
+                let checkin = Checkin {
+                    pool: w.pool.clone(),
+                    upstream: i,
+                    sender,
+                };
+                return Ok(Response::from_parts(
+                    head,
+                    RespBody::upstream(inner, checkin),
+                ));
+            }
+            Ok(Err(mut e)) => {
+                if let Some(back) = e.take_message() {
+                    // The connection closed before the request was written.
+                    req = back;
+                    out.retries += 1;
+                    if !reused {
+                        match backoff.next_within(Instant::now(), deadline) {
+                            Some(d) => tokio::time::sleep(d).await,
+                            None => return Err(ProxyError::Unavailable),
+                        }
+                    }
+                    continue;
+                }
+                let err = e.into_error();
+                if let Some(b) = BodyError::find_in(&err) {
+                    return Err(b.to_proxy_error());
+                }
+                match &replay {
+                    Some(copy)
+                        if retry::may_replay(&method, keyed, true, replays)
+                            && Instant::now() < deadline =>
+                    {
+                        tracing::debug!(cause = %err, upstream = w.upstreams.name(i), "replaying keyed idempotent request");
+                        replays += 1;
+                        out.retries += 1;
+                        req = rebuild(copy);
+                    }
+                    _ => return Err(ProxyError::BadGateway(err)),
+                }
+            }
+        }
+    }
+}

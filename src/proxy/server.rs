@@ -1,0 +1,272 @@
+//! Runtime model and connection serving.
+//!
+//! One OS thread per core, each running its own current-thread tokio runtime
+//! with a `LocalSet`; every thread accepts from the same listening socket (the
+//! kernel hands each connection to one of them) and serves it to the end on
+//! that thread, with that thread's upstream pool. Nothing on the request path is
+//! shared between threads except upstream health (atomics, read-mostly).
+//!
+//! Shutdown: SIGTERM/SIGINT (handled on thread 0) flips a `watch`; every thread
+//! stops accepting, asks each connection to finish gracefully (in-flight requests
+//! complete, idle keep-alive connections close) and waits up to `--drain-timeout`.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use http::header::HeaderValue;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+
+use super::forward::{self, ConnState};
+use super::headers::{self, RequestIds};
+use super::limits::{Limits, HYPER_MAX_HEAD};
+use super::smuggle::{ScanIo, Scanner};
+use super::upstream::{Pool, Upstreams};
+use super::ProxyArgs;
+
+/// Settings resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub hold_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub max_body: u64,
+    pub retry_buffer: u64,
+    pub access_log: bool,
+    pub limits: Limits,
+}
+
+impl Settings {
+    pub fn from_args(a: &ProxyArgs) -> Self {
+        Settings {
+            hold_timeout: a.hold_timeout,
+            upstream_timeout: a.upstream_timeout,
+            connect_timeout: a.connect_timeout,
+            header_timeout: a.header_timeout,
+            body_timeout: a.body_timeout,
+            drain_timeout: a.drain_timeout,
+            max_body: a.max_body,
+            retry_buffer: a.retry_buffer.min(a.max_body),
+            access_log: !a.no_access_log,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Everything one worker thread's requests need.
+pub struct Worker {
+    pub cfg: Arc<Settings>,
+    pub upstreams: Arc<Upstreams>,
+    pub pool: Rc<Pool>,
+    pub ids: RequestIds,
+    /// `Host` sent for clients that gave none (HTTP/1.0).
+    pub default_host: HeaderValue,
+}
+
+/// Runs the proxy on `listener` until SIGTERM/SIGINT and the drain.
+pub fn run(listener: std::net::TcpListener, args: ProxyArgs) -> anyhow::Result<()> {
+    let upstreams = Arc::new(Upstreams::parse(&args.upstream)?);
+    let cfg = Arc::new(Settings::from_args(&args));
+    let workers = match args.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let addr = listener.local_addr().context("listener address")?;
+    let (tx, rx) = watch::channel(false);
+    let mut threads = Vec::with_capacity(workers);
+    for idx in 1..workers {
+        let l = listener.try_clone().context("clone listener")?;
+        let (cfg, ups, rx) = (cfg.clone(), upstreams.clone(), rx.clone());
+        let t = std::thread::Builder::new()
+            .name(format!("proxy-{idx}"))
+            .spawn(move || worker(idx, l, cfg, ups, rx, None))
+            .context("spawn worker thread")?;
+        threads.push(t);
+    }
+    let lead = worker(
+        0,
+        listener,
+        cfg,
+        upstreams.clone(),
+        rx,
+        Some((tx, addr, workers)),
+    );
+    for t in threads {
+        match t.join() {
+            Ok(r) => r?,
+            Err(_) => anyhow::bail!("a worker thread panicked"),
+        }
+    }
+    lead?;
+    tracing::info!("drained, exiting");
+    Ok(())
+}
+
+type Leader = (watch::Sender<bool>, SocketAddr, usize);
+
+fn worker(
+    idx: usize,
+    listener: std::net::TcpListener,
+    cfg: Arc<Settings>,
+    upstreams: Arc<Upstreams>,
+    shutdown: watch::Receiver<bool>,
+    leader: Option<Leader>,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("build runtime")?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let listener = TcpListener::from_std(listener).context("register listener")?;
+        let default_host = HeaderValue::from_str(upstreams.name(0))
+            .unwrap_or(HeaderValue::from_static("localhost"));
+        let w = Rc::new(Worker {
+            pool: Rc::new(Pool::new(upstreams.len())),
+            cfg,
+            upstreams,
+            ids: RequestIds::new(idx),
+            default_host,
+        });
+        if let Some((tx, addr, workers)) = leader {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+            let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+            tokio::task::spawn_local(w.upstreams.clone().check_loop());
+            tokio::task::spawn_local(async move {
+                let name = tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                };
+                tracing::info!(
+                    signal = name,
+                    "stopping: no new connections, draining in-flight requests"
+                );
+                let _ = tx.send(true);
+            });
+            tracing::info!(%addr, workers, "serving on {addr}");
+        }
+        accept_loop(w, listener, shutdown).await;
+        Ok(())
+    })
+}
+
+/// Live connections of one thread, to wait for during the drain.
+#[derive(Default)]
+struct Active {
+    count: Cell<usize>,
+    zero: Notify,
+}
+
+struct ActiveGuard(Rc<Active>);
+
+impl ActiveGuard {
+    fn new(a: &Rc<Active>) -> Self {
+        a.count.set(a.count.get() + 1);
+        ActiveGuard(a.clone())
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        let n = self.0.count.get() - 1;
+        self.0.count.set(n);
+        if n == 0 {
+            self.0.zero.notify_one();
+        }
+    }
+}
+
+fn http_builder(cfg: &Settings) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(cfg.header_timeout)
+        .max_header_size(HYPER_MAX_HEAD)
+        .max_buf_size(HYPER_MAX_HEAD + 16 * 1024)
+        .keep_alive(true);
+    b
+}
+
+async fn accept_loop(w: Rc<Worker>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let active = Rc::new(Active::default());
+    let http = Rc::new(http_builder(&w.cfg));
+    loop {
+        if *shutdown.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let guard = ActiveGuard::new(&active);
+                    let conn = serve_conn(w.clone(), http.clone(), stream, peer, shutdown.clone());
+                    tokio::task::spawn_local(async move {
+                        conn.await;
+                        drop(guard);
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off a little rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let drain = async {
+        while active.count.get() > 0 {
+            active.zero.notified().await;
+        }
+    };
+    if tokio::time::timeout(w.cfg.drain_timeout, drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = active.count.get(),
+            "drain timeout: closing remaining connections"
+        );
+    }
+}
+
+async fn serve_conn(
+    w: Rc<Worker>,
+    http: Rc<http1::Builder>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let scanner = Rc::new(RefCell::new(Scanner::default()));
+    let state = Rc::new(ConnState {
+        scanner: scanner.clone(),
+        requests: Cell::new(0),
+        peer: headers::peer_value(peer.ip()),
+    });
+    let io = TokioIo::new(ScanIo::new(stream, scanner));
+    let svc = service_fn(move |req| forward::handle(w.clone(), state.clone(), req));
+    let conn = http.serve_connection(io, svc);
+    tokio::pin!(conn);
+    let res = tokio::select! {
+        res = conn.as_mut() => res,
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = res {
+        tracing::debug!(%peer, error = %e, "client connection ended with an error");
+    }
+}

@@ -14,4 +14,5 @@ mod proxy_retry;
 mod proxy_util;
 mod shipped_configs;
 mod stack_app;
+mod stack_proxy;
 mod stack_util;

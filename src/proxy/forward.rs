@@ -182,6 +182,10 @@ async fn forward(
                 if let Some(b) = BodyError::find_in(&err) {
                     return Err(b.to_proxy_error());
                 }
+                // The upstream died under a sent request (a crash): its other
+                // idle connections are dead too, so the replay must not be
+                // spent on one of them.
+                w.pool.clear(i);
                 match &replay {
                     Some(copy)
                         if retry::may_replay(&method, keyed, true, replays)

@@ -1,2 +1,16 @@
 mod harness;
 mod smoke;
+mod sup_admin;
+mod sup_backoff;
+mod sup_child_state;
+mod sup_config_errors;
+mod sup_depends;
+mod sup_exec_failure;
+mod sup_health;
+mod sup_limit;
+mod sup_listen;
+mod sup_pdeathsig;
+mod sup_reap;
+mod sup_restart;
+mod sup_shutdown;
+mod sup_util;

@@ -165,3 +165,42 @@ health = {{ exec = ["sh", "-c", "test ! -e @DIR@/hang-$(cat @DIR@/pid 2>/dev/nul
         std::fs::write(sup.path("pid"), pid.to_string()).unwrap();
     });
 }
+
+/// The first probes come fast (10ms, 20ms, …) to see readiness early; they must
+/// not count as liveness failures, or a program that needs a moment to listen is
+/// killed in a loop (without any `start_period`).
+#[test]
+fn slow_starter_is_not_killed_by_the_fast_first_probes() {
+    let dir = temp_dir();
+    let port = free_port();
+    script(
+        dir.path(),
+        "slow.py",
+        &format!(
+            r#"import socket, time
+time.sleep(0.3)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", {port}))
+s.listen(16)
+while True:
+    s.accept()[0].close()
+"#
+        ),
+    );
+    let sup = start_in(
+        dir,
+        "",
+        &format!(
+            r#"[programs.slow]
+command = ["{py}", "@DIR@/slow.py"]
+health = {{ tcp = "127.0.0.1:{port}", interval = "500ms", timeout = "200ms", failures = 2 }}
+"#,
+            py = python()
+        ),
+    );
+    sup.proc.wait_output("slow ready (pid", SOON);
+    let out = sup.output();
+    assert!(!out.contains("unhealthy"), "{out}");
+    assert_eq!(sup.count("selfheal | slow started"), 1, "{out}");
+}

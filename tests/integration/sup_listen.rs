@@ -53,8 +53,7 @@ backoff = {{ initial = "700ms", max = "700ms", jitter = 0 }}
     assert_eq!(ask(port), format!("pid {first} fds 1 listen_pid ok\n"));
 
     kill(first, libc::SIGKILL);
-    sup.proc
-        .wait_output(&format!("srv was killed by SIGKILL"), SOON);
+    sup.proc.wait_output("srv was killed by SIGKILL", SOON);
     // Down for 700ms now: the connection must be accepted, not refused.
     let reply = ask(port);
     let second = sup.wait_pid("srv");

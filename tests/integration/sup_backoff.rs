@@ -40,7 +40,7 @@ fn a_long_run_resets_the_backoff() {
         "crash.sh",
         &format!(
             "#!/bin/sh\nn=$(cat {d}/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > {d}/n\n\
-             [ \"$n\" = 4 ] && sleep 1.3\nexit 1\n"
+             [ \"$n\" = 4 ] && sleep 2.3\nexit 1\n"
         ),
     );
     let sup = start_in(
@@ -48,7 +48,7 @@ fn a_long_run_resets_the_backoff() {
         "",
         r#"[programs.a]
 command = ["@DIR@/crash.sh"]
-backoff = { initial = "0s", max = "2s", multiplier = 2, jitter = 0, reset_after = "1s" }
+backoff = { initial = "0s", max = "2s", multiplier = 2, jitter = 0, reset_after = "2s" }
 restart_limit = { max = 100, window = "60s" }
 "#,
     );

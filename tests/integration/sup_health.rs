@@ -194,7 +194,7 @@ while True:
         &format!(
             r#"[programs.slow]
 command = ["{py}", "@DIR@/slow.py"]
-health = {{ tcp = "127.0.0.1:{port}", interval = "500ms", timeout = "200ms", failures = 2 }}
+health = {{ tcp = "127.0.0.1:{port}", interval = "2s", timeout = "200ms", failures = 3 }}
 "#,
             py = python()
         ),

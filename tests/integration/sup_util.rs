@@ -146,6 +146,17 @@ impl Sup {
         })
     }
 
+    /// The pid of the first start of `name`, read from the event lines (for
+    /// when the supervisor may be gone before the admin API can be asked).
+    pub fn wait_started_pid(&self, name: &str) -> i32 {
+        let needle = format!("selfheal | {name} started (pid ");
+        wait_for(&format!("{name} to start"), SOON, || {
+            let out = self.output();
+            let (_, rest) = out.split_once(&needle)?;
+            rest.split(')').next()?.parse().ok()
+        })
+    }
+
     /// Waits until `name` runs with a pid different from `old`.
     pub fn wait_new_pid(&self, name: &str, old: i32, timeout: Duration) -> i32 {
         wait_for(

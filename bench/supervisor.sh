@@ -96,6 +96,21 @@ int main(int argc, char **argv) {
     return 0;
 }
 C
+# baseline: the ideal reaper to compare with, a subreaper blocked in
+# waitpid(-1); what it measures is the kernel and the machine, not selfheal.
+cat > "$WORK/baseline.c" <<'C'
+#include <errno.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    if (fork() == 0) { execv(argv[1], argv + 1); _exit(127); }
+    for (;;)
+        if (waitpid(-1, NULL, 0) < 0 && errno == ECHILD) return 0;
+}
+C
+gcc -O2 -o "$WORK/baseline" "$WORK/baseline.c"
 gcc -O2 -o "$WORK/crash" "$WORK/crash.c"
 gcc -O2 -o "$WORK/orphans" "$WORK/orphans.c"
 
@@ -105,7 +120,7 @@ gcc -O2 -o "$WORK/orphans" "$WORK/orphans.c"
 : > "$WORK/summary.md"
 for wrap in "" "chrt -f 10"; do
     echo "bench: pass with scheduling '${wrap:-default}'" >&2
-    rm -rf "${WORK:?}/run" && mkdir "$WORK/run" && cp "$WORK/crash" "$WORK/orphans" "$WORK/run/"
+    rm -rf "${WORK:?}/run" && mkdir "$WORK/run" && cp "$WORK/crash" "$WORK/orphans" "$WORK/baseline" "$WORK/run/"
     BENCH_WRAP="$wrap" "$PY" "$ROOT/bench/supervisor_bench.py" "$BIN" "$WORK/run" >> "$WORK/summary.md" &
     DRIVER=$!
     wait "$DRIVER"

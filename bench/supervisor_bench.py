@@ -179,18 +179,25 @@ def footprint():
     return rows
 
 
-def orphans(pid1, count=200, period_ms=50):
-    mode = "pid1" if pid1 else "subreaper"
+def orphans(mode, count=200, period_ms=50):
     log(f"orphan reaping latency as {mode} ({count} orphans)")
-    p, d = start(
-        f"orphans-{mode}",
-        f"""[programs.maker]
+    if mode == "baseline":
+        d = os.path.join(WORK, "orphans-baseline")
+        os.makedirs(d)
+        argv = WRAP + [f"{WORK}/baseline", f"{WORK}/orphans", f"{d}/pids", f"{d}/exits", str(count), str(period_ms)]
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        PROCS.append(p)
+    else:
+        pid1 = mode == "pid1"
+        p, d = start(
+            f"orphans-{mode}",
+            f"""[programs.maker]
 command = ["@WORK@/orphans", "@DIR@/pids", "@DIR@/exits", "{count}", "{period_ms}"]
 restart = "never"
 """,
-        pid1=pid1,
-    )
-    wait_log(d, "(init)" if pid1 else "(subreaper)", 1)
+            pid1=pid1,
+        )
+        wait_log(d, "(init)" if pid1 else "(subreaper)", 1)
     # Poll every pending orphan each round. A sample counts only when the
     # poller noticed the pid gone less than `resolution` after its previous
     # look (else the poller itself was descheduled, and the sample is dropped).
@@ -264,8 +271,9 @@ def main():
     try:
         resp, resp_lines = respawn()
         fp = footprint()
-        orph_sub, sub_lines, sub_disc = orphans(False)
-        orph_init, init_lines, init_disc = orphans(True)
+        orph_sub, sub_lines, sub_disc = orphans("subreaper")
+        orph_init, init_lines, init_disc = orphans("pid1")
+        orph_base, _, base_disc = orphans("baseline")
         term = sigterm()
     finally:
         cleanup()
@@ -285,6 +293,7 @@ def main():
     out.append(f"| respawn latency (exit stamp → next start stamp) | {len(resp)} | {dist(resp)} | p99 ≤ 2 ms | {verdict(pct(resp, 99) <= 2e6)} |")
     out.append(f"| orphan exit → reaped, subreaper | {len(orph_sub)} | {dist(orph_sub)} | ≤ 5 ms | {verdict(pct(orph_sub, 99) <= 5e6)} |")
     out.append(f"| orphan exit → reaped, PID 1 (unshare --pid) | {len(orph_init)} | {dist(orph_init)} | ≤ 5 ms | {verdict(pct(orph_init, 99) <= 5e6)} |")
+    out.append(f"| *control:* orphan exit → reaped by a C subreaper blocked in `waitpid(-1)` | {len(orph_base)} | {dist(orph_base)} | (kernel + machine floor) | – |")
     out.append(f"| SIGTERM → 3-program chain stopped, supervisor exited | {len(term)} | {dist(term)} | ≤ 20 ms | {verdict(pct(term, 99) <= 20e6)} |")
     out.append("")
     out.append("| measure | value | target | verdict |")
@@ -300,7 +309,7 @@ def main():
     out.append(f"Checks: {resp_lines} `crashing` lines captured for the respawn run; "
                f"{sub_lines} and {init_lines} `reaped orphan` lines (subreaper, PID 1); "
                f"orphan samples discarded (the bench poller must notice the pid gone "
-               f"< 0.5 ms after its previous look at it): subreaper {sub_disc}, PID 1 {init_disc}.")
+               f"< 0.5 ms after its previous look at it): subreaper {sub_disc}, PID 1 {init_disc}, control {base_disc}.")
     print("\n".join(out))
 
 

@@ -114,7 +114,7 @@ pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
     };
     let parent = nix::unistd::getpid().as_raw();
     // SAFETY: the closure runs in the forked child before exec. It only makes
-    // async-signal-safe calls (signal, sigprocmask, prctl, getppid, getpid, dup2,
+    // async-signal-safe calls (rt_sigaction, sigprocmask, prctl, getppid, getpid, dup2,
     // fcntl, execve) on memory prepared before the fork; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || image.exec_in_child(parent));
@@ -204,6 +204,20 @@ struct ExecImage {
 
 const LISTEN_PID_LEN: usize = 32;
 
+/// The kernel's highest signal number (`_NSIG - 1`; glibc's SIGRTMAX is the same).
+const KERNEL_SIGRTMAX: libc::c_int = 64;
+
+/// The kernel's `struct sigaction` (handler, flags, restorer, 64-bit mask). All
+/// zeros is `SIG_DFL`, no flags, empty mask, whatever the architecture's order.
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: usize,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
 // SAFETY: the raw pointers point into buffers owned by the image itself (the
 // CStrings in `_strings` and the boxed `listen_pid` slot), which live as long as
 // it and are only written in the forked child, where no other thread exists.
@@ -258,10 +272,20 @@ impl ExecImage {
         // by `self`, prepared before the fork.
         unsafe {
             // Default dispositions (an ignored signal stays ignored across exec)
-            // and an empty mask: the child starts as if from a clean shell.
-            for sig in 1..libc::SIGRTMAX() {
+            // and an empty mask: the child starts as if from a clean shell. The
+            // raw syscall, because glibc's signal() refuses its reserved 32 and
+            // 33, which a container runtime or test runner may have left ignored;
+            // up to and including SIGRTMAX.
+            let default_action = KernelSigaction::default();
+            for sig in 1..=KERNEL_SIGRTMAX {
                 if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::signal(sig, libc::SIG_DFL);
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        sig,
+                        &default_action as *const KernelSigaction,
+                        std::ptr::null_mut::<KernelSigaction>(),
+                        std::mem::size_of::<u64>(),
+                    );
                 }
             }
             let mut empty: libc::sigset_t = std::mem::zeroed();

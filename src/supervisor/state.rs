@@ -342,7 +342,8 @@ pub struct Policy {
     pub limit: RestartLimit,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
-    /// `(failures, start_period)` when the program has a probe.
+    /// `(failures, grace)` when the program has a probe: failures before the
+    /// first pass count only after `grace` (`start_period`, at least `interval`).
     pub probe: Option<(u32, Duration)>,
 }
 
@@ -354,7 +355,14 @@ impl Policy {
             limit: p.restart_limit,
             stop_signal: p.stop_signal,
             stop_timeout: p.stop_timeout,
-            probe: p.health.as_ref().map(|h| (h.failures, h.start_period)),
+            // The probe task polls fast (10ms, 20ms, … up to `interval`) until the
+            // first pass, to see readiness early; those quick failures must not
+            // count, or a program that needs 70ms to listen is killed in a loop.
+            // So failures count from one interval after the start at the earliest.
+            probe: p
+                .health
+                .as_ref()
+                .map(|h| (h.failures, h.start_period.max(h.interval))),
         }
     }
 }

@@ -46,12 +46,18 @@ pub fn order(r: &mut Reader, programs: Vec<(Program, Spans)>) -> Option<Vec<Prog
             }
         }
     }
-    if !ok {
-        return None;
-    }
-    // Kahn's algorithm; among ready programs the earliest in the file goes first.
+    // Kahn's algorithm (unknown dependencies, already reported, are left out so
+    // that cycles among the rest are reported too); among ready programs the earliest in the file goes first.
     let n = programs.len();
-    let mut pending: Vec<usize> = programs.iter().map(|(p, _)| p.depends_on.len()).collect();
+    let mut pending: Vec<usize> = programs
+        .iter()
+        .map(|(p, _)| {
+            p.depends_on
+                .iter()
+                .filter(|d| index.contains_key(d.name.as_str()))
+                .count()
+        })
+        .collect();
     let mut placed = vec![false; n];
     let mut order = Vec::with_capacity(n);
     while let Some(next) = (0..n).find(|&i| !placed[i] && pending[i] == 0) {
@@ -73,6 +79,9 @@ pub fn order(r: &mut Reader, programs: Vec<(Program, Spans)>) -> Option<Vec<Prog
                 );
             }
         }
+        return None;
+    }
+    if !ok {
         return None;
     }
     let mut slots: Vec<Option<Program>> = programs.into_iter().map(|(p, _)| Some(p)).collect();

@@ -175,3 +175,24 @@ fn syntax_errors_have_positions() {
     assert_eq!(d[0].field, "(syntax)");
     assert_eq!(d[0].line, 2);
 }
+
+#[test]
+fn a_cycle_is_reported_beside_an_unknown_dependency() {
+    let d = parse_err(
+        r#"[programs.a]
+command = ["x"]
+depends_on = { b = "started", ghost = "started" }
+[programs.b]
+command = ["y"]
+depends_on = { a = "healthy" }
+"#,
+    );
+    assert!(
+        d.iter().any(|d| d.message.contains("unknown program")),
+        "{d:?}"
+    );
+    assert!(
+        d.iter().any(|d| d.message.contains("dependency cycle")),
+        "{d:?}"
+    );
+}

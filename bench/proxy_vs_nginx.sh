@@ -50,7 +50,7 @@ wait_port() {
 
 # Starts nginx with config body $2 in its own prefix $WORK/$1.
 start_nginx() {
-  local name=$1 body=$2 dir="$WORK/$1"
+  local body=$2 dir="$WORK/$1"
   mkdir -p "$dir/logs" "$dir/tmp"
   cat >"$dir/nginx.conf" <<CONF
 daemon off;

@@ -12,20 +12,22 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 
 # Dependencies first, against a dummy crate, so that this layer is cached
-# until Cargo.toml or Cargo.lock change.
+# until Cargo.toml or Cargo.lock change. Same flags and target as
+# ci/build-static.sh (a static-pie binary: see that script for why).
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src tests/integration tests/container \
     && echo 'fn main() {}' > src/main.rs \
     && : > src/lib.rs \
     && : > tests/integration/main.rs \
     && : > tests/container/main.rs \
-    && cargo build --release --locked --bin selfheal \
-    && cargo clean --release --package selfheal \
+    && RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --bin selfheal \
+         --target "$(rustc -vV | sed -n 's/^host: //p')" \
+    && cargo clean --release --package selfheal --target "$(rustc -vV | sed -n 's/^host: //p')" \
     && rm -rf src
 
 COPY src ./src
-RUN cargo build --release --locked --bin selfheal \
-    && install -D -m 0755 target/release/selfheal /out/selfheal \
+COPY ci/build-static.sh ./ci/
+RUN install -D -m 0755 "$(ci/build-static.sh)" /out/selfheal \
     && /out/selfheal --version
 
 # -------------------------------------------------------------- runtime ----

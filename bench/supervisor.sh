@@ -17,8 +17,8 @@ done
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (PID 1 case uses unshare --pid)" >&2; exit 1; }
 
 echo "bench: building release binary (once)" >&2
-cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
-BIN="$ROOT/target/release/selfheal"
+# The binary as shipped in the image: static-pie (ci/build-static.sh).
+BIN="$ROOT/$("$ROOT/ci/build-static.sh" --quiet)"
 
 WORK=$(mktemp -d /tmp/selfheal-bench.XXXXXX)
 DRIVER=

@@ -14,24 +14,9 @@ CONNECTIONS=${CONNECTIONS:-32}
 WRK_THREADS=${WRK_THREADS:-2}
 APP_THREADS=${APP_THREADS:-"1 2"}
 
-cd "$(dirname "$0")/.."
-for tool in wrk redis-server redis-cli python3; do
-  command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
-done
-
-cargo build --release --quiet
-BIN=target/release/selfheal
-
-WORK=$(mktemp -d -t selfheal-bench-app.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_setup app wrk redis-server redis-cli python3
 
 # Waits (at most 10 s) until file $1 contains $2.
 wait_log() {
@@ -42,7 +27,7 @@ wait_log() {
 REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly yes \
   --appendfsync everysec --dir "$WORK" >"$WORK/redis.log" 2>&1 &
-PIDS+=($!)
+bench_track $!
 wait_log "$WORK/redis.log" "Ready to accept connections"
 
 echo "selfheal app GET /  wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION  ($(nproc) cores, loopback)"
@@ -52,7 +37,7 @@ for threads in $APP_THREADS; do
   "$BIN" app --listen "127.0.0.1:$APP_PORT" --redis "redis://127.0.0.1:$REDIS_PORT" \
     --threads "$threads" >"$WORK/app-$threads.log" 2>&1 &
   APP_PID=$!
-  PIDS+=("$APP_PID")
+  bench_track "$APP_PID"
   wait_log "$WORK/app-$threads.log" "serving on"
   # Warm the connection, and reset the counter so the check below is exact.
   curl -fsS -o /dev/null "http://127.0.0.1:$APP_PORT/"

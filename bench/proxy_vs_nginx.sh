@@ -20,24 +20,9 @@ WRK_THREADS=${WRK_THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 NGINX=${NGINX:-/usr/sbin/nginx}
 
-cd "$(dirname "$0")/.."
-for tool in wrk python3 "$NGINX"; do
-  command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
-done
-
-cargo build --release --quiet
-BIN=target/release/selfheal
-
-WORK=$(mktemp -d -t selfheal-bench-proxy.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_setup proxy wrk python3 "$NGINX"
 
 # Waits (at most 10 s) until something answers on 127.0.0.1:$1.
 wait_port() {
@@ -71,7 +56,7 @@ http {
 }
 CONF
   "$NGINX" -p "$dir" -c "$dir/nginx.conf" &
-  PIDS+=($!)
+  bench_track $!
 }
 
 UP_PORT=$(free_port)
@@ -85,7 +70,7 @@ start_nginx proxy "upstream app { server 127.0.0.1:$UP_PORT; keepalive 128; }
 NGX_MASTER=$!
 "$BIN" proxy --listen "127.0.0.1:$SH_PORT" --upstream "127.0.0.1:$UP_PORT" --no-access-log \
   >"$WORK/selfheal.log" 2>&1 &
-PIDS+=($!)
+bench_track $!
 SH_PID=$!
 wait_port "$UP_PORT"; wait_port "$NGX_PORT"; wait_port "$SH_PORT"
 NGX_WORKERS=$(pgrep -d' ' -P "$NGX_MASTER")

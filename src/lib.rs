@@ -11,6 +11,7 @@
 //! - [`listenfd`]: inherited listening sockets (`LISTEN_FDS`), shared by app and proxy.
 //! - [`app`]: `selfheal app`, the demo web app counting visits exactly once in Redis.
 //! - [`proxy`]: `selfheal proxy`, the reverse proxy that holds and retries.
+//! - [`stop`]: SIGTERM/SIGINT handling shared by app and proxy.
 //! - [`exit`]: the supervisor's exit-code table.
 
 pub mod admin;
@@ -21,4 +22,5 @@ pub mod exit;
 pub mod listenfd;
 pub mod logging;
 pub mod proxy;
+pub mod stop;
 pub mod supervisor;

@@ -145,14 +145,9 @@ impl axum::serve::Listener for StopAware {
 pub fn forward_signals(
     shutdown: Shutdown,
 ) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let stop = crate::stop::stop_signal()?;
     Ok(async move {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
+        let name = stop.await;
         tracing::info!(
             signal = name,
             "stopping: no new connections, finishing in-flight requests"

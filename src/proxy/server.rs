@@ -139,15 +139,10 @@ fn worker(
             default_host,
         });
         if let Some((tx, addr, workers)) = leader {
-            use tokio::signal::unix::{signal, SignalKind};
-            let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-            let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+            let stop = crate::stop::stop_signal().context("SIGTERM/SIGINT handlers")?;
             tokio::task::spawn_local(w.upstreams.clone().check_loop());
             tokio::task::spawn_local(async move {
-                let name = tokio::select! {
-                    _ = term.recv() => "SIGTERM",
-                    _ = int.recv() => "SIGINT",
-                };
+                let name = stop.await;
                 tracing::info!(
                     signal = name,
                     "stopping: no new connections, draining in-flight requests"

@@ -492,32 +492,10 @@ impl Machine {
                 &mut actions,
             ),
             (State::Starting { pid, since }, Input::Probe { ok: true, reason }) => {
-                self.record_probe(true, reason, now);
-                self.failures = 0;
-                actions.push(Action::Report(Event::Ready {
-                    pid,
-                    after: now.saturating_duration_since(since),
-                }));
-                State::Running {
-                    pid,
-                    since,
-                    ready: true,
-                }
+                self.passed(pid, since, false, reason, now, &mut actions)
             }
             (State::Running { pid, since, ready }, Input::Probe { ok: true, reason }) => {
-                self.record_probe(true, reason, now);
-                self.failures = 0;
-                if !ready {
-                    actions.push(Action::Report(Event::Ready {
-                        pid,
-                        after: now.saturating_duration_since(since),
-                    }));
-                }
-                State::Running {
-                    pid,
-                    since,
-                    ready: true,
-                }
+                self.passed(pid, since, ready, reason, now, &mut actions)
             }
             (State::Starting { pid, since }, Input::Probe { ok: false, reason }) => {
                 self.record_probe(false, reason.clone(), now);
@@ -677,6 +655,29 @@ impl Machine {
             ) => s,
         };
         actions
+    }
+
+    /// A passing probe: ready (reported when it was not), failure count cleared.
+    fn passed(
+        &mut self,
+        pid: Pid,
+        since: Instant,
+        was_ready: bool,
+        reason: String,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) -> State {
+        self.record_probe(true, reason, now);
+        self.failures = 0;
+        if !was_ready {
+            let after = now.saturating_duration_since(since);
+            actions.push(Action::Report(Event::Ready { pid, after }));
+        }
+        State::Running {
+            pid,
+            since,
+            ready: true,
+        }
     }
 
     fn record_probe(&mut self, ok: bool, reason: String, now: Instant) {

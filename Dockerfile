@@ -10,6 +10,7 @@
 # ---------------------------------------------------------------- build ----
 FROM rust:1-bookworm AS build
 WORKDIR /src
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # Dependencies first, against a dummy crate, so that this layer is cached
 # until Cargo.toml or Cargo.lock change. Same flags and target as

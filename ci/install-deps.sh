@@ -6,7 +6,7 @@ set -euo pipefail
 want=${1:-test}
 packages=(redis-server)                       # the stack itself
 case "$want" in
-  test) packages+=(python3 procps util-linux) ;;  # fixtures, ps, unshare
+  test) packages+=(python3 python3-venv procps util-linux debootstrap) ;;  # fixtures, lint venv, ps, unshare, image stand-ins
   bench) packages+=(python3 procps util-linux nginx-light wrk gcc) ;;
   run) ;;
   *) echo "usage: $0 [run|test|bench]" >&2; exit 64 ;;

@@ -1,35 +1,11 @@
-//! A tiny HTTP/1.1 client on `std::net`: `GET` with `Connection: close`,
-//! status line and headers parsed, body read until the server closes.
+//! `GET` with `Connection: close` on `std::net`; the response is read by the
+//! parser shared with the integration tests (`tests/common`).
 
-use std::io::{Read, Write};
+pub use crate::common::Response;
+
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
-
-/// A parsed response.
-#[derive(Debug, Clone)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-
-    /// The demo app's `X-Visit-Count` header as a number.
-    pub fn visit_count(&self) -> Option<u64> {
-        self.header("x-visit-count")?.trim().parse().ok()
-    }
-}
 
 /// `GET path` on a fresh connection to `addr`; `Err` on any I/O or parse error.
 pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Response, String> {
@@ -45,44 +21,16 @@ pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Response, 
     stream
         .write_all(request.as_bytes())
         .map_err(|e| format!("send: {e}"))?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("read: {e}"))?;
-    parse(&raw)
-}
-
-fn parse(raw: &[u8]) -> Result<Response, String> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("incomplete response head ({} bytes)", raw.len()))?;
-    let head = std::str::from_utf8(&raw[..end]).map_err(|e| format!("head not UTF-8: {e}"))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    if !version.starts_with("HTTP/1.") {
-        return Err(format!("bad status line {status_line:?}"));
-    }
-    let status = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    Ok(Response {
-        status,
-        headers,
-        body: raw[end + 4..].to_vec(),
-    })
+    crate::common::read_response(&mut stream).ok_or_else(|| "no complete HTTP response".to_string())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use crate::common::read_response;
+
+    fn parse(raw: &[u8]) -> Result<crate::common::Response, ()> {
+        read_response(&mut &raw[..]).ok_or(())
+    }
 
     #[test]
     fn parses_status_and_headers() {

@@ -10,6 +10,8 @@
 //! Run: `ci/container-test.sh`, or, with the image built,
 //! `cargo test --test container -- --test-threads 2`.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod harness;
 mod healing;
 mod http;

@@ -10,7 +10,9 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use crate::common::{read_response, wait_for, Response};
 
 /// Path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_selfheal");
@@ -21,40 +23,6 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind 127.0.0.1:0")
-}
-
-/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for: {what}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A parsed HTTP response.
-#[derive(Debug, Clone)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
 }
 
 /// Sends raw bytes on a fresh connection and reads one response (the server is
@@ -75,61 +43,6 @@ pub fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> Option<Response>
     }
     req.push_str("\r\n");
     raw_request(addr, req.as_bytes(), Duration::from_secs(10))
-}
-
-/// Reads one HTTP/1.x response from `stream` (Content-Length, chunked or until close).
-pub fn read_response(stream: &mut impl Read) -> Option<Response> {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).ok()? == 0 {
-            return None;
-        }
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&buf).into_owned();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let find = |n: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(n))
-            .map(|(_, v)| v.clone())
-    };
-    let mut body = Vec::new();
-    if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body.resize(len, 0);
-        stream.read_exact(&mut body).ok()?;
-    } else if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let mut line = Vec::new();
-            while !line.ends_with(b"\r\n") {
-                if stream.read(&mut byte).ok()? == 0 {
-                    return None;
-                }
-                line.push(byte[0]);
-            }
-            let size = usize::from_str_radix(String::from_utf8_lossy(&line).trim(), 16).ok()?;
-            let mut chunk = vec![0u8; size + 2];
-            stream.read_exact(&mut chunk).ok()?;
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    } else if status != 204 && status != 304 && !(100..200).contains(&status) {
-        stream.read_to_end(&mut body).ok()?;
-    }
-    Some(Response {
-        status,
-        headers,
-        body,
-    })
 }
 
 /// A fresh temporary directory, kept on disk (and named) when the test fails.

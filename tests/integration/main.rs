@@ -3,6 +3,8 @@ mod app_counting;
 mod app_lifecycle;
 mod app_redis_outage;
 mod app_util;
+#[path = "../common/mod.rs"]
+mod common;
 mod harness;
 mod proxy_balance;
 mod proxy_drain;

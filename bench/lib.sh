@@ -3,16 +3,23 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # BIN and WORK are for the sourcing script
 
-# bench_setup NAME TOOL… : checks the tools, builds release, sets BIN and WORK.
-bench_setup() {
-  local name=$1 tool
-  shift
+# bench_require TOOL… : from the repository root, checks the tools, builds release.
+bench_require() {
+  local tool
   cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
   for tool in "$@"; do
     command -v "$tool" >/dev/null || { echo "missing: $tool (make deps / ci/install-deps.sh bench)" >&2; exit 1; }
   done
   cargo build --release --quiet
   BIN=target/release/selfheal
+}
+
+# bench_setup NAME TOOL… : bench_require, plus a temp dir WORK and the processes
+# tracked in it cleaned up on exit.
+bench_setup() {
+  local name=$1
+  shift
+  bench_require "$@"
   WORK=$(mktemp -d -t "selfheal-bench-$name.XXXXXX")
   PIDS=()
   trap bench_cleanup EXIT INT TERM

@@ -21,6 +21,9 @@ use super::model::*;
 
 type Value<'i> = Spanned<DeValue<'i>>;
 
+/// Longest duration accepted anywhere in the config.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Reading context: diagnostics plus the variable lookup used for `${VAR}`.
 pub struct Reader<'s, 'e> {
     pub diags: Diagnostics<'s>,
@@ -135,7 +138,16 @@ impl<'s, 'e> Reader<'s, 'e> {
     fn duration(&mut self, v: &Value, field: &str) -> Option<Duration> {
         let text = self.string(v, field)?;
         match humantime::parse_duration(text.trim()) {
-            Ok(d) => Some(d),
+            Ok(d) if d <= MAX_DURATION => Some(d),
+            Ok(_) => {
+                // Deadlines are `now + duration`: bounded so they can never overflow.
+                self.diags.error(
+                    v.span(),
+                    field,
+                    format!("duration {text:?} is longer than 365 days"),
+                );
+                None
+            }
             Err(e) => {
                 self.diags.error(
                     v.span(),

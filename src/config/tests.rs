@@ -196,3 +196,17 @@ depends_on = { a = "healthy" }
         "{d:?}"
     );
 }
+
+#[test]
+fn absurd_durations_are_refused_before_they_can_overflow_a_deadline() {
+    let d = parse_err(
+        r#"[programs.a]
+command = ["x"]
+stop_timeout = "500000000years"
+"#,
+    );
+    assert!(
+        d.iter().any(|d| d.field == "programs.a.stop_timeout"),
+        "{d:?}"
+    );
+}

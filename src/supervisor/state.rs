@@ -444,6 +444,7 @@ impl Machine {
                 Input::Spawned { pid },
             ) => {
                 self.failures = 0;
+                self.last_probe = None; // a new incarnation has not been probed yet
                 actions.push(Action::Report(Event::Started { pid }));
                 if self.policy.probe.is_some() {
                     State::Starting { pid, since: now }

@@ -372,20 +372,21 @@ mod tests {
     }
 
     #[test]
-    fn program_resolution_explains_failures() {
+    fn program_resolution_explains_failures() -> std::io::Result<()> {
         let err = resolve_program("definitely-not-a-program", "/usr/bin:/bin", None).unwrap_err();
         assert!(
             matches!(err, Termination::ExecFailed { code: 127, .. }),
             "{err:?}"
         );
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir()?;
         let plain = dir.path().join("not-executable");
-        std::fs::write(&plain, "#!/bin/sh\n").unwrap();
-        let err = resolve_program(plain.to_str().unwrap(), DEFAULT_PATH, None).unwrap_err();
+        std::fs::write(&plain, "#!/bin/sh\n")?;
+        let err = resolve_program(&plain.to_string_lossy(), DEFAULT_PATH, None).unwrap_err();
         assert!(
             matches!(err, Termination::ExecFailed { code: 126, .. }),
             "{err:?}"
         );
         assert!(resolve_program("sh", DEFAULT_PATH, None).is_ok());
+        Ok(())
     }
 }

@@ -6,7 +6,8 @@
 #
 # Upstream: nginx answering `return 200 "ok"` on a free loopback port.
 # A: nginx reverse proxy, configured fairly (worker_processes auto, upstream
-#    keepalive pool, proxy_http_version 1.1, Connection "", access_log off).
+#    keepalive pool, proxy_http_version 1.1, Connection "", access_log off) and, by
+#    default, setting the same request headers selfheal sets (NGINX_HEADERS).
 # B: selfheal proxy --no-access-log (one runtime per core).
 # Runs A B A B … (ROUNDS each), then once direct to the upstream; prints req/s,
 # p99 and the proxy's CPU time per request (utime+stime from /proc, summed over
@@ -64,9 +65,23 @@ NGX_PORT=$(free_port)
 SH_PORT=$(free_port)
 
 start_nginx upstream "server { listen 127.0.0.1:$UP_PORT; location / { return 200 \"ok\"; } }"
+# NGINX_HEADERS=same (default): nginx sets the headers selfheal proxy sets on every
+# request (client Host, X-Forwarded-For/-Proto/-Host, X-Request-Id when absent),
+# so both do the same work and the upstream parses the same requests.
+# NGINX_HEADERS=minimal: nginx forwards with its defaults only.
+if [ "${NGINX_HEADERS:-same}" = same ]; then
+  # shellcheck disable=SC2016 # nginx variables, not shell ones
+  NGX_HEADERS='proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Host $host;
+    proxy_set_header X-Request-Id $rid;'
+else
+  NGX_HEADERS=''
+fi
 start_nginx proxy "upstream app { server 127.0.0.1:$UP_PORT; keepalive 128; }
+  map \$http_x_request_id \$rid { \"\" \$request_id; default \$http_x_request_id; }
   server { listen 127.0.0.1:$NGX_PORT; location / {
-    proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+    proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\";
+    $NGX_HEADERS } }"
 NGX_MASTER=$!
 "$BIN" proxy --listen "127.0.0.1:$SH_PORT" --upstream "127.0.0.1:$UP_PORT" --no-access-log \
   >"$WORK/selfheal.log" 2>&1 &

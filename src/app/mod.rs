@@ -49,7 +49,7 @@ pub struct AppArgs {
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
     /// Runtime threads: 1 = a current-thread runtime (default: same req/s as 2
-    /// workers on 2 cores, better p99, less memory; docs/benchmarks-app.md),
+    /// workers on 2 cores, better p99, less memory; docs/benchmarks.md),
     /// N > 1 = a multi-threaded runtime with N workers.
     #[arg(long, default_value_t = 1, env = "SELFHEAL_APP_THREADS")]
     pub threads: usize,

@@ -71,12 +71,15 @@ pub struct ProxyArgs {
     /// Do not write one access-log line per request.
     #[arg(long)]
     pub no_access_log: bool,
+    /// Log format: human lines or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = crate::cli::LogFormat::Human, env = "SELFHEAL_LOG_FORMAT")]
+    pub log_format: crate::cli::LogFormat,
 }
 
 /// Entry point: take inherited sockets first (before any thread exists), then run.
 pub fn main(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let mut inherited = crate::listenfd::take();
-    crate::logging::init(crate::cli::LogFormat::Human);
+    crate::logging::init(args.log_format);
     let listener = crate::listenfd::listener_for(&mut inherited, &args.listen)
         .with_context(|| format!("listen on {}", args.listen))?;
     server::run(listener, args)?;

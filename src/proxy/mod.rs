@@ -68,6 +68,10 @@ pub struct ProxyArgs {
     /// Worker threads, each with its own runtime and upstream pool (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
+    /// Task polls between two checks for new I/O on a busy worker (tokio's
+    /// `event_interval`; its default is 61).
+    #[arg(long, default_value_t = 500)]
+    pub event_interval: u32,
     /// Do not write one access-log line per request.
     #[arg(long)]
     pub no_access_log: bool,

@@ -3,6 +3,7 @@
 #
 # Usage: bench/proxy_vs_nginx.sh
 #   DURATION=10s CONNECTIONS=64 WRK_THREADS=2 ROUNDS=2 bench/proxy_vs_nginx.sh
+#   PROXY_ARGS="--workers 1" bench/proxy_vs_nginx.sh   (extra flags for selfheal proxy)
 #
 # Upstream: nginx answering `return 200 "ok"` on a free loopback port.
 # A: nginx reverse proxy, configured fairly (worker_processes auto, upstream
@@ -83,7 +84,8 @@ start_nginx proxy "upstream app { server 127.0.0.1:$UP_PORT; keepalive 128; }
     proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\";
     $NGX_HEADERS } }"
 NGX_MASTER=$!
-"$BIN" proxy --listen "127.0.0.1:$SH_PORT" --upstream "127.0.0.1:$UP_PORT" --no-access-log \
+# shellcheck disable=SC2086 # PROXY_ARGS: extra flags, split on purpose
+"$BIN" proxy --listen "127.0.0.1:$SH_PORT" --upstream "127.0.0.1:$UP_PORT" --no-access-log ${PROXY_ARGS:-} \
   >"$WORK/selfheal.log" 2>&1 &
 bench_track $!
 SH_PID=$!

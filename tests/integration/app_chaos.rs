@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::app_util::{app_command, count_of, get_within, start_app, visit};
+use crate::app_util::{app_command, assert_live, count_of, get_within, start_app, visit};
 use crate::harness::{free_port, get, temp_dir, Proc, Redis};
 
 #[test]
@@ -33,12 +33,7 @@ fn hang_answers_202_then_livez_stops_answering() {
     let dir = temp_dir();
     let redis = Redis::start(dir.path());
     let app = start_app(&redis.url(), &["--chaos"]);
-    assert_eq!(
-        get_within(&app.addr, "/livez", Duration::from_secs(5))
-            .expect("answer")
-            .status,
-        200
-    );
+    assert_live(&app.addr);
 
     let resp = get(&app.addr, "/hang", &[]).expect("answer");
     assert_eq!(resp.status, 202);
@@ -73,12 +68,7 @@ fn chaos_routes_are_404_without_the_flag() {
     // Still alive and counting.
     assert!(app.proc.child.try_wait().expect("try_wait").is_none());
     count_of(&visit(&app.addr, None).expect("answer"));
-    assert_eq!(
-        get_within(&app.addr, "/livez", Duration::from_secs(5))
-            .expect("answer")
-            .status,
-        200
-    );
+    assert_live(&app.addr);
 }
 
 #[test]

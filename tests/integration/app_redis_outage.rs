@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::app_util::{count_of, crash, get_within, start_app, stored_count, timed, visit};
+use crate::app_util::{
+    assert_live, count_of, crash, get_within, start_app, stored_count, timed, visit,
+};
 use crate::harness::{free_port, temp_dir, wait_for, Redis};
 
 #[test]
@@ -18,8 +20,7 @@ fn livez_stays_up_and_readyz_follows_redis() {
     assert_eq!(ready.status, 200);
 
     crash(&mut redis.proc);
-    let livez = get_within(&app.addr, "/livez", Duration::from_secs(5)).expect("answer");
-    assert_eq!(livez.status, 200);
+    assert_live(&app.addr);
     let (readyz, took) = timed(|| get_within(&app.addr, "/readyz", Duration::from_secs(5)));
     assert_eq!(readyz.expect("answer").status, 503);
     assert!(took < Duration::from_millis(1500), "readyz took {took:?}");
@@ -28,12 +29,7 @@ fn livez_stays_up_and_readyz_follows_redis() {
     wait_for("readyz 200 again", Duration::from_secs(10), || {
         get_within(&app.addr, "/readyz", Duration::from_secs(2)).filter(|r| r.status == 200)
     });
-    assert_eq!(
-        get_within(&app.addr, "/livez", Duration::from_secs(5))
-            .expect("answer")
-            .status,
-        200
-    );
+    assert_live(&app.addr);
 }
 
 #[test]
@@ -45,12 +41,7 @@ fn app_starts_and_is_live_without_redis_then_counts_when_it_appears() {
         &["--redis-timeout", "300ms"],
     );
 
-    assert_eq!(
-        get_within(&app.addr, "/livez", Duration::from_secs(5))
-            .expect("answer")
-            .status,
-        200
-    );
+    assert_live(&app.addr);
     assert_eq!(
         get_within(&app.addr, "/readyz", Duration::from_secs(5))
             .expect("answer")
@@ -91,12 +82,7 @@ fn redis_down_past_deadline_gives_503_with_retry_after_in_time() {
         "deadline 1s overrun: {took:?}"
     );
     // The app itself is fine.
-    assert_eq!(
-        get_within(&app.addr, "/livez", Duration::from_secs(5))
-            .expect("answer")
-            .status,
-        200
-    );
+    assert_live(&app.addr);
 }
 
 #[test]

@@ -70,6 +70,12 @@ pub fn stored_count(redis_port: u16) -> i64 {
 }
 
 /// `GET path` that gives up after `timeout` (None: no answer in time).
+/// `/livez` answers 200 within 5 s.
+pub fn assert_live(addr: &str) {
+    let livez = get_within(addr, "/livez", Duration::from_secs(5)).expect("/livez answered");
+    assert_eq!(livez.status, 200, "{livez:?}");
+}
+
 pub fn get_within(addr: &str, path: &str, timeout: Duration) -> Option<Response> {
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     raw_request(addr, req.as_bytes(), timeout)

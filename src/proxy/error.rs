@@ -16,7 +16,7 @@ pub enum ProxyError {
     Unavailable,
     /// The upstream failed after the request was sent and it may not be replayed.
     #[error("upstream failed after the request was sent")]
-    BadGateway(#[source] hyper::Error),
+    BadGateway(#[source] super::h1::ExchangeError),
     /// The upstream did not send a response head within the upstream timeout.
     #[error("upstream timed out")]
     GatewayTimeout,

@@ -11,8 +11,9 @@ use http::header::{HeaderValue, HOST};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
-use super::body::{self, BodyError, Checkin, ProxyBody, RespBody};
+use super::body::{self, Checkin, RespBody};
 use super::error::ProxyError;
+use super::h1::ExchangeError;
 use super::headers;
 use super::limits;
 use super::retry::{self, Backoff};
@@ -100,29 +101,14 @@ async fn forward(
             None => Uri::from_static("/"),
         };
     }
-    let body = body::prepare(incoming, cfg.max_body, cfg.retry_buffer, cfg.body_timeout).await?;
-
-    let method = parts.method.clone();
-    // Kept only for a request the rule may replay after it was sent.
-    let replay = if retry::is_idempotent(&method) && keyed {
-        body.replay_copy()
-            .map(|b| (parts.uri.clone(), parts.headers.clone(), b))
-    } else {
-        None
-    };
-    let rebuild = |(uri, headers, body): &(Uri, http::HeaderMap, ProxyBody)| {
-        let mut r = Request::new(body.replay_copy().unwrap_or(ProxyBody::Empty));
-        *r.method_mut() = method.clone();
-        *r.uri_mut() = uri.clone();
-        *r.version_mut() = Version::HTTP_11;
-        *r.headers_mut() = headers.clone();
-        r
-    };
+    let mut body =
+        body::prepare(incoming, cfg.max_body, cfg.retry_buffer, cfg.body_timeout).await?;
+    // A buffered body stays whole across attempts (the exchange only reads it).
+    let buffered = body.replay_copy().is_some();
 
     let deadline = Instant::now() + cfg.hold_timeout;
     let mut backoff = Backoff::new();
     let mut replays = 0u32;
-    let mut req = Request::from_parts(parts, body);
     loop {
         let i = match w.pool.pick(&w.upstreams, cfg.hold_timeout) {
             Pick::Healthy(i) | Pick::Probe(i) => i,
@@ -132,7 +118,7 @@ async fn forward(
         let _in_flight = w.pool.begin(i);
         let left = deadline.saturating_duration_since(Instant::now());
         let connect_timeout = cfg.connect_timeout.min(left.max(retry::Backoff::FIRST));
-        let (mut sender, reused) = match w.pool.checkout(i, &w.upstreams, connect_timeout).await {
+        let (mut conn, reused) = match w.pool.checkout(i, &w.upstreams, connect_timeout).await {
             Ok(s) => s,
             Err(e) => {
                 // Nothing was sent: any method may go again, elsewhere, after a pause.
@@ -148,55 +134,47 @@ async fn forward(
                 }
             }
         };
-        match tokio::time::timeout(cfg.upstream_timeout, sender.try_send_request(req)).await {
+        let exchange = conn.exchange(&parts, &mut body);
+        match tokio::time::timeout(cfg.upstream_timeout, exchange).await {
             Err(_) => return Err(ProxyError::GatewayTimeout),
-            Ok(Ok(resp)) => {
-                let (mut head, inner) = resp.into_parts();
-                headers::strip_hop_by_hop(&mut head.headers);
-                // hyper answers in the client's version; never inherit an upstream's 1.0.
-                head.version = Version::HTTP_11;
+            Ok(Ok(head)) => {
+                let mut headers = head.headers;
+                headers::strip_hop_by_hop(&mut headers);
                 let checkin = Checkin {
                     pool: w.pool.clone(),
                     upstream: i,
-                    sender,
                 };
-                return Ok(Response::from_parts(
-                    head,
-                    RespBody::upstream(inner, checkin),
-                ));
+                let body = RespBody::upstream(conn, head.framing, head.keep_alive, checkin);
+                // Always answer as HTTP/1.1 (hyper downgrades for 1.0 clients).
+                let mut resp = Response::new(body);
+                *resp.status_mut() = head.status;
+                *resp.headers_mut() = headers;
+                return Ok(resp);
             }
-            Ok(Err(mut e)) => {
-                if let Some(back) = e.take_message() {
-                    // The connection closed before the request was written.
-                    req = back;
-                    out.retries += 1;
-                    if !reused {
-                        match backoff.next_within(Instant::now(), deadline) {
-                            Some(d) => tokio::time::sleep(d).await,
-                            None => return Err(ProxyError::Unavailable),
-                        }
+            Ok(Err(ExchangeError::NotSent(_))) => {
+                // The connection closed before the request was written.
+                out.retries += 1;
+                if !reused {
+                    match backoff.next_within(Instant::now(), deadline) {
+                        Some(d) => tokio::time::sleep(d).await,
+                        None => return Err(ProxyError::Unavailable),
                     }
-                    continue;
                 }
-                let err = e.into_error();
-                if let Some(b) = BodyError::find_in(&err) {
-                    return Err(b.to_proxy_error());
-                }
+            }
+            Ok(Err(ExchangeError::Body(b))) => return Err(b.to_proxy_error()),
+            Ok(Err(err)) => {
                 // The upstream died under a sent request (a crash): its other
                 // idle connections are dead too, so the replay must not be
                 // spent on one of them.
                 w.pool.clear(i);
-                match &replay {
-                    Some(copy)
-                        if retry::may_replay(&method, keyed, true, replays)
-                            && Instant::now() < deadline =>
-                    {
-                        tracing::debug!(cause = %err, upstream = w.upstreams.name(i), "replaying keyed idempotent request");
-                        replays += 1;
-                        out.retries += 1;
-                        req = rebuild(copy);
-                    }
-                    _ => return Err(ProxyError::BadGateway(err)),
+                if retry::may_replay(&parts.method, keyed, buffered, replays)
+                    && Instant::now() < deadline
+                {
+                    tracing::debug!(cause = %err, upstream = w.upstreams.name(i), "replaying keyed idempotent request");
+                    replays += 1;
+                    out.retries += 1;
+                } else {
+                    return Err(ProxyError::BadGateway(err));
                 }
             }
         }

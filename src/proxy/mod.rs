@@ -11,12 +11,16 @@
 //! - [`error`]: classified failures → status code and a short plain body.
 //! - [`limits`]: request-head limits and the request-smuggling scanner.
 //! - [`headers`]: hop-by-hop stripping, `X-Forwarded-*`, request ids.
+//! - [`h1`]: the upstream side of an exchange: one keep-alive HTTP/1.1
+//!   connection driven by the client's task; [`framing`]: response body framing.
 //! - [`body`]: request bodies (empty, buffered for replay, streamed) and the
 //!   response body that returns its upstream connection to the pool.
 
 pub mod body;
 pub mod error;
 pub mod forward;
+pub mod framing;
+pub mod h1;
 pub mod headers;
 pub mod limits;
 pub mod retry;

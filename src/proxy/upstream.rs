@@ -13,14 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::body::ProxyBody;
-
-/// A connection to an upstream, ready for one request at a time.
-pub type Sender = SendRequest<ProxyBody>;
+use super::h1::UpConn;
 
 /// Interval of the active check of ejected upstreams.
 pub const CHECK_INTERVAL: Duration = Duration::from_millis(100);
@@ -179,7 +174,7 @@ impl Upstreams {
 }
 
 struct Slot {
-    idle: RefCell<Vec<(Sender, Instant)>>,
+    idle: RefCell<Vec<(UpConn, Instant)>>,
     outstanding: Cell<u32>,
 }
 
@@ -253,47 +248,33 @@ impl Pool {
         }
     }
 
-    /// A ready connection to upstream `i` and whether it was reused from the
+    /// A usable connection to upstream `i` and whether it was reused from the
     /// pool; else a new one. An error here means nothing was sent.
     pub async fn checkout(
         &self,
         i: usize,
         ups: &Upstreams,
         connect_timeout: Duration,
-    ) -> io::Result<(Sender, bool)> {
+    ) -> io::Result<(UpConn, bool)> {
         loop {
             let popped = self.slots[i].idle.borrow_mut().pop();
-            let Some((mut s, since)) = popped else { break };
-            if s.is_closed() || since.elapsed() > POOL_IDLE {
-                continue;
-            }
-            if s.is_ready() || s.ready().await.is_ok() {
-                return Ok((s, true));
+            let Some((mut conn, since)) = popped else {
+                break;
+            };
+            if since.elapsed() <= POOL_IDLE && conn.is_usable() {
+                return Ok((conn, true));
             }
         }
         let stream = ups.connect(i, connect_timeout).await?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(io::Error::other)?;
-        tokio::task::spawn_local(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(cause = %e, "upstream connection ended");
-            }
-        });
         ups.readmit(i);
-        Ok((sender, false))
+        Ok((UpConn::new(stream), false))
     }
 
     /// Gives a connection back after its response was read whole.
-    pub fn checkin(&self, i: usize, sender: Sender) {
-        if sender.is_closed() {
-            return;
-        }
+    pub fn checkin(&self, i: usize, conn: UpConn) {
         let mut idle = self.slots[i].idle.borrow_mut();
         if idle.len() < POOL_MAX_IDLE {
-            idle.push((sender, Instant::now()));
+            idle.push((conn, Instant::now()));
         }
     }
 

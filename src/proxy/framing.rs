@@ -1,0 +1,262 @@
+//! Framing of an upstream response body (RFC 9112 §6): a length, chunked coding,
+//! or everything until the connection closes. A pure decoder over the
+//! connection's read buffer, so every case is tested without a socket.
+
+use bytes::{Buf as _, Bytes, BytesMut};
+
+/// Longest chunk-size line (size, extensions, CRLF) or trailer line accepted.
+const MAX_LINE: usize = 4096;
+
+/// Trailer section bytes accepted (they are read and dropped).
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// Where the decoder is in the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Framing {
+    /// This many body bytes are left.
+    Length(u64),
+    /// Chunked coding.
+    Chunked(Chunk),
+    /// Until the upstream closes the connection.
+    UntilClose,
+    /// The body is complete.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk's data; this many bytes are left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// In the trailer section (after the last chunk); bytes seen so far.
+    Trailers(usize),
+}
+
+/// One decoding step.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Body bytes, split off the buffer.
+    Data(Bytes),
+    /// More input is needed.
+    NeedMore,
+    /// The body is complete; what remains in the buffer is not part of it.
+    Done,
+}
+
+/// The upstream broke the framing; the connection cannot be reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed upstream body: {0}")]
+pub struct FramingError(pub &'static str);
+
+impl Framing {
+    pub fn is_done(&self) -> bool {
+        *self == Framing::Done
+    }
+
+    /// Body bytes still expected, when known.
+    pub fn remaining(&self) -> Option<u64> {
+        match self {
+            Framing::Length(n) => Some(*n),
+            Framing::Done => Some(0),
+            _ => None,
+        }
+    }
+
+    /// Decodes from `buf` as far as it goes; call again after `Data`, and after
+    /// reading more into `buf` on `NeedMore`.
+    pub fn step(&mut self, buf: &mut BytesMut) -> Result<Step, FramingError> {
+        loop {
+            match self {
+                Framing::Done => return Ok(Step::Done),
+                Framing::Length(0) => *self = Framing::Done,
+                Framing::Length(n) => {
+                    let step = take_data(buf, n);
+                    // Done as soon as the last byte is out: a consumer that
+                    // knows the length stops asking after it.
+                    if *n == 0 {
+                        *self = Framing::Done;
+                    }
+                    return Ok(step);
+                }
+                Framing::UntilClose => {
+                    return Ok(if buf.is_empty() {
+                        Step::NeedMore
+                    } else {
+                        Step::Data(buf.split().freeze())
+                    });
+                }
+                Framing::Chunked(c) => match c {
+                    Chunk::Size => {
+                        let Some(line) = take_line(buf)? else {
+                            return Ok(Step::NeedMore);
+                        };
+                        let size = chunk_size(&line)?;
+                        *c = if size == 0 {
+                            Chunk::Trailers(0)
+                        } else {
+                            Chunk::Data(size)
+                        };
+                    }
+                    Chunk::Data(0) => *c = Chunk::DataEnd,
+                    Chunk::Data(n) => return Ok(take_data(buf, n)),
+                    Chunk::DataEnd => {
+                        if buf.len() < 2 {
+                            return Ok(Step::NeedMore);
+                        }
+                        if &buf[..2] != b"\r\n" {
+                            return Err(FramingError("chunk data not followed by CRLF"));
+                        }
+                        buf.advance(2);
+                        *c = Chunk::Size;
+                    }
+                    Chunk::Trailers(seen) => {
+                        let Some(line) = take_line(buf)? else {
+                            return Ok(Step::NeedMore);
+                        };
+                        if line.is_empty() {
+                            *self = Framing::Done;
+                        } else {
+                            *seen += line.len() + 2;
+                            if *seen > MAX_TRAILERS {
+                                return Err(FramingError("trailer section too large"));
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Up to `*left` bytes from `buf` (all it has), counted off `left`.
+fn take_data(buf: &mut BytesMut, left: &mut u64) -> Step {
+    if buf.is_empty() {
+        return Step::NeedMore;
+    }
+    let n = (*left).min(buf.len() as u64) as usize;
+    *left -= n as u64;
+    Step::Data(buf.split_to(n).freeze())
+}
+
+/// One CRLF-terminated line without its CRLF, or `None` if incomplete.
+fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, FramingError> {
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(i) => {
+            if i == 0 || buf[i - 1] != b'\r' {
+                return Err(FramingError("line not ended by CRLF"));
+            }
+            let mut line = buf.split_to(i + 1);
+            line.truncate(i - 1);
+            Ok(Some(line))
+        }
+        None if buf.len() > MAX_LINE => Err(FramingError("line too long")),
+        None => Ok(None),
+    }
+}
+
+/// The size of a chunk-size line (`1a;ext=1`): hex digits, then optional
+/// whitespace and extensions, which are ignored.
+fn chunk_size(line: &[u8]) -> Result<u64, FramingError> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return Err(FramingError("chunk size is not hex"));
+    }
+    if digits > 15 {
+        return Err(FramingError("chunk size too large"));
+    }
+    let rest = &line[digits..];
+    let rest = rest.trim_ascii_start();
+    if !(rest.is_empty() || rest[0] == b';') {
+        return Err(FramingError("junk after chunk size"));
+    }
+    let mut size = 0u64;
+    for &b in &line[..digits] {
+        let d = (b as char).to_digit(16).unwrap_or(0);
+        size = size * 16 + u64::from(d);
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes `input` fed in pieces of `piece` bytes; returns the body and what
+    /// is left in the buffer after the end.
+    fn decode(
+        mut f: Framing,
+        input: &[u8],
+        piece: usize,
+    ) -> Result<(Vec<u8>, Vec<u8>), FramingError> {
+        let mut buf = BytesMut::new();
+        let mut fed = 0;
+        let mut body = Vec::new();
+        loop {
+            match f.step(&mut buf)? {
+                Step::Data(d) => body.extend_from_slice(&d),
+                Step::Done => return Ok((body, buf.to_vec())),
+                Step::NeedMore => {
+                    if fed == input.len() {
+                        if f == Framing::UntilClose {
+                            return Ok((body, Vec::new()));
+                        }
+                        return Err(FramingError("eof"));
+                    }
+                    let end = (fed + piece).min(input.len());
+                    buf.extend_from_slice(&input[fed..end]);
+                    fed = end;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn length_stops_at_the_length_whatever_the_pieces() {
+        for piece in [1, 3, 100] {
+            let (body, rest) = decode(Framing::Length(5), b"helloEXTRA", piece).unwrap();
+            assert_eq!(body, b"hello");
+            assert!(b"EXTRA".starts_with(&rest));
+        }
+        assert_eq!(decode(Framing::Length(0), b"", 1).unwrap().0, b"");
+    }
+
+    #[test]
+    fn chunked_with_extensions_and_trailers() {
+        let input =
+            b"5;a=b\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-t: 1\r\n\r\nNEXT";
+        for piece in [1, 2, 7, 1000] {
+            let (body, rest) = decode(Framing::Chunked(Chunk::Size), input, piece).unwrap();
+            assert_eq!(body, b"helloabcdefghijklmnopqrstuvwxyz", "piece {piece}");
+            assert!(b"NEXT".starts_with(&rest), "piece {piece}");
+        }
+    }
+
+    #[test]
+    fn chunked_errors() {
+        let bad: [&[u8]; 5] = [
+            b"zz\r\n",
+            b"5\r\nhelloXX",
+            b"5\n",
+            b"1234567890abcdef0\r\n",
+            b"5 junk\r\n",
+        ];
+        for input in bad {
+            assert!(
+                decode(Framing::Chunked(Chunk::Size), input, 100).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        let long = vec![b'1'; MAX_LINE + 1];
+        assert!(decode(Framing::Chunked(Chunk::Size), &long, 10_000).is_err());
+    }
+
+    #[test]
+    fn until_close_takes_everything() {
+        let (body, _) = decode(Framing::UntilClose, b"all of it", 4).unwrap();
+        assert_eq!(body, b"all of it");
+    }
+}

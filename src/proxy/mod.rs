@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`server`]: runtime model (one current-thread runtime per core, all sharing
-//!   the listener), accept loop, per-connection hyper server, graceful drain.
+//!   the listener), accept loop, per-connection hyper server, graceful drain;
+//!   [`spread`]: keeping client connections even across those threads.
 //! - [`forward`]: one request's path: limits, header rewriting, body buffering,
 //!   the hold/retry loop, the access-log line.
 //! - [`retry`]: *the retry rule* (what may be sent again) and the backoff.
@@ -26,6 +27,7 @@ pub mod limits;
 pub mod retry;
 pub mod server;
 pub mod smuggle;
+pub mod spread;
 pub mod upstream;
 
 use std::process::ExitCode;

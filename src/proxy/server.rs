@@ -2,9 +2,11 @@
 //!
 //! One OS thread per core, each running its own current-thread tokio runtime
 //! with a `LocalSet`; every thread accepts from the same listening socket (the
-//! kernel hands each connection to one of them) and serves it to the end on
-//! that thread, with that thread's upstream pool. Nothing on the request path is
-//! shared between threads except upstream health (atomics, read-mostly).
+//! kernel hands each connection to one of them), passes it on if it already
+//! serves clearly more than another thread ([`super::spread`]), and otherwise
+//! serves it to the end on that thread, with that thread's upstream pool.
+//! Nothing on the request path is shared between threads except upstream
+//! health (atomics, read-mostly).
 //!
 //! Shutdown: SIGTERM/SIGINT (handled on thread 0) flips a `watch`; every thread
 //! stops accepting, asks each connection to finish gracefully (in-flight requests
@@ -22,12 +24,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::forward::{self, ConnState};
 use super::headers::{self, RequestIds};
 use super::limits::{Limits, HYPER_MAX_HEAD};
 use super::smuggle::{ScanIo, Scanner};
+use super::spread::{Handoff, Spread};
 use super::upstream::{Pool, Upstreams};
 use super::ProxyArgs;
 
@@ -85,22 +88,35 @@ pub fn run(listener: std::net::TcpListener, args: ProxyArgs) -> anyhow::Result<(
     };
     let addr = listener.local_addr().context("listener address")?;
     let (tx, rx) = watch::channel(false);
+    let (spread, mut inboxes) = Spread::new(workers);
+    let lead_inbox = inboxes.remove(0);
     let mut threads = Vec::with_capacity(workers);
-    for idx in 1..workers {
+    for (idx, inbox) in (1..workers).zip(inboxes) {
         let l = listener.try_clone().context("clone listener")?;
-        let (cfg, ups, rx) = (cfg.clone(), upstreams.clone(), rx.clone());
+        let (cfg, ups) = (cfg.clone(), upstreams.clone());
+        let intake = Intake {
+            idx,
+            spread: spread.clone(),
+            inbox,
+            shutdown: rx.clone(),
+        };
         let t = std::thread::Builder::new()
             .name(format!("proxy-{idx}"))
-            .spawn(move || worker(idx, l, cfg, ups, rx, None))
+            .spawn(move || worker(l, cfg, ups, intake, None))
             .context("spawn worker thread")?;
         threads.push(t);
     }
+    let intake = Intake {
+        idx: 0,
+        spread,
+        inbox: lead_inbox,
+        shutdown: rx,
+    };
     let lead = worker(
-        0,
         listener,
         cfg,
         upstreams.clone(),
-        rx,
+        intake,
         Some((tx, addr, workers)),
     );
     for t in threads {
@@ -116,14 +132,23 @@ pub fn run(listener: std::net::TcpListener, args: ProxyArgs) -> anyhow::Result<(
 
 type Leader = (watch::Sender<bool>, SocketAddr, usize);
 
-fn worker(
+/// Where one worker's connections come from besides its own accepts, and when
+/// to stop taking them.
+struct Intake {
     idx: usize,
+    spread: Arc<Spread>,
+    inbox: mpsc::UnboundedReceiver<Handoff>,
+    shutdown: watch::Receiver<bool>,
+}
+
+fn worker(
     listener: std::net::TcpListener,
     cfg: Arc<Settings>,
     upstreams: Arc<Upstreams>,
-    shutdown: watch::Receiver<bool>,
+    intake: Intake,
     leader: Option<Leader>,
 ) -> anyhow::Result<()> {
+    let idx = intake.idx;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // A busy worker polls for new I/O every `event_interval` task polls.
@@ -158,7 +183,7 @@ fn worker(
             });
             tracing::info!(%addr, workers, "serving on {addr}");
         }
-        accept_loop(w, listener, shutdown).await;
+        accept_loop(w, listener, intake).await;
         Ok(())
     })
 }
@@ -170,21 +195,31 @@ struct Active {
     zero: Notify,
 }
 
-struct ActiveGuard(Rc<Active>);
+/// One served connection: counted for the drain here and in the spread.
+struct ActiveGuard {
+    active: Rc<Active>,
+    spread: Arc<Spread>,
+    idx: usize,
+}
 
 impl ActiveGuard {
-    fn new(a: &Rc<Active>) -> Self {
-        a.count.set(a.count.get() + 1);
-        ActiveGuard(a.clone())
+    fn new(active: &Rc<Active>, intake: &Intake) -> Self {
+        active.count.set(active.count.get() + 1);
+        ActiveGuard {
+            active: active.clone(),
+            spread: intake.spread.clone(),
+            idx: intake.idx,
+        }
     }
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        let n = self.0.count.get() - 1;
-        self.0.count.set(n);
+        self.spread.release(self.idx);
+        let n = self.active.count.get().saturating_sub(1);
+        self.active.count.set(n);
         if n == 0 {
-            self.0.zero.notify_one();
+            self.active.zero.notify_one();
         }
     }
 }
@@ -199,24 +234,46 @@ fn http_builder(cfg: &Settings) -> http1::Builder {
     b
 }
 
-async fn accept_loop(w: Rc<Worker>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(w: Rc<Worker>, listener: TcpListener, mut intake: Intake) {
     let active = Rc::new(Active::default());
     let http = Rc::new(http_builder(&w.cfg));
+    let spawn = |stream: TcpStream, peer: SocketAddr, intake: &Intake| {
+        let guard = ActiveGuard::new(&active, intake);
+        let conn = serve_conn(
+            w.clone(),
+            http.clone(),
+            stream,
+            peer,
+            intake.shutdown.clone(),
+        );
+        tokio::task::spawn_local(async move {
+            conn.await;
+            drop(guard);
+        });
+    };
     loop {
-        if *shutdown.borrow_and_update() {
+        if *intake.shutdown.borrow_and_update() {
             break;
         }
         tokio::select! {
             biased;
-            _ = shutdown.changed() => break,
+            _ = intake.shutdown.changed() => break,
+            handed = intake.inbox.recv() => {
+                if let Some((std_stream, peer)) = handed {
+                    match TcpStream::from_std(std_stream) {
+                        Ok(stream) => spawn(stream, peer, &intake),
+                        Err(e) => {
+                            intake.spread.release(intake.idx);
+                            tracing::warn!(%peer, error = %e, "could not take over a connection");
+                        }
+                    }
+                }
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let guard = ActiveGuard::new(&active);
-                    let conn = serve_conn(w.clone(), http.clone(), stream, peer, shutdown.clone());
-                    tokio::task::spawn_local(async move {
-                        conn.await;
-                        drop(guard);
-                    });
+                    if let Some(stream) = pass_on(&intake, stream, peer) {
+                        spawn(stream, peer, &intake);
+                    }
                 }
                 Err(e) => {
                     // EMFILE and friends: back off a little rather than spin.
@@ -226,6 +283,9 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener, mut shutdown: watch::
             },
         }
     }
+    // Connections still in the inbox are closed unserved, like those still in
+    // the listen backlog: the client has sent nothing we answered yet.
+    intake.inbox.close();
     drop(listener);
     let drain = async {
         while active.count.get() > 0 {
@@ -240,6 +300,32 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener, mut shutdown: watch::
             connections = active.count.get(),
             "drain timeout: closing remaining connections"
         );
+    }
+}
+
+/// Hands a just-accepted connection to a less loaded worker, or gives it back
+/// to be served here. Either way the serving worker has been counted.
+fn pass_on(intake: &Intake, stream: TcpStream, peer: SocketAddr) -> Option<TcpStream> {
+    let to = intake.spread.assign(intake.idx);
+    if to == intake.idx {
+        return Some(stream);
+    }
+    let std_stream = match stream.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            intake.spread.release(to);
+            tracing::warn!(%peer, error = %e, "could not pass a connection on");
+            return None;
+        }
+    };
+    match intake.spread.hand_off(to, (std_stream, peer)) {
+        Ok(()) => None,
+        Err((std_stream, _)) => {
+            // That worker is draining: serve it here after all.
+            intake.spread.release(to);
+            intake.spread.charge(intake.idx);
+            TcpStream::from_std(std_stream).ok()
+        }
     }
 }
 

@@ -13,6 +13,7 @@ mod proxy_forwarding;
 mod proxy_hold;
 mod proxy_limits;
 mod proxy_retry;
+mod proxy_spread;
 mod proxy_util;
 mod shipped_configs;
 mod stack_app;

@@ -91,6 +91,9 @@ async fn forward(
     let (mut parts, incoming) = req.into_parts();
     limits::check_head(&parts, &cfg.limits)?;
     let keyed = headers::prepare_request(&mut parts.headers, &c.peer, &w.ids);
+    if let Some(via) = &cfg.via {
+        headers::append_via(&mut parts.headers, via);
+    }
     if !parts.headers.contains_key(HOST) {
         parts.headers.insert(HOST, w.default_host.clone());
     }
@@ -140,6 +143,9 @@ async fn forward(
             Ok(Ok(head)) => {
                 let mut headers = head.headers;
                 headers::strip_hop_by_hop(&mut headers);
+                if let Some(via) = &cfg.via {
+                    headers::append_via(&mut headers, via);
+                }
                 let checkin = Checkin {
                     pool: w.pool.clone(),
                     upstream: i,

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, EXPECT, HOST, TE, TRAILER, TRANSFER_ENCODING,
-    UPGRADE,
+    UPGRADE, VIA,
 };
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -71,6 +71,45 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// `--via NAME` → the `Via` element `1.1 NAME`. NAME is a `received-by`: a
+/// host name or pseudonym, so only token characters, `.`, `:` and `-` pass.
+pub fn via_value(name: &str) -> Result<HeaderValue, String> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:~!$&'*+^`|".contains(&b));
+    if !ok {
+        return Err(format!(
+            "{name:?} is not a host name or pseudonym (letters, digits, - . _ :)"
+        ));
+    }
+    HeaderValue::from_str(&format!("1.1 {name}")).map_err(|e| e.to_string())
+}
+
+/// Appends this proxy's element to `Via` (after any the message already has).
+pub fn append_via(h: &mut HeaderMap, via: &HeaderValue) {
+    append_element(h, VIA, via);
+}
+
+/// Appends `element` to the list header `name` (this hop's entry goes last),
+/// folding earlier lines into one: `a, b, element`.
+fn append_element(h: &mut HeaderMap, name: HeaderName, element: &HeaderValue) {
+    if !h.contains_key(&name) {
+        h.insert(name, element.clone());
+        return;
+    }
+    let mut joined: Vec<u8> = Vec::with_capacity(64);
+    for v in h.get_all(&name) {
+        joined.extend_from_slice(v.as_bytes());
+        joined.extend_from_slice(b", ");
+    }
+    joined.extend_from_slice(element.as_bytes());
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        h.insert(name, v);
+    }
+}
+
 /// The client address as a header value, computed once per connection.
 pub fn peer_value(ip: IpAddr) -> HeaderValue {
     let mut buf = [0u8; 64];
@@ -88,23 +127,7 @@ pub fn prepare_request(h: &mut HeaderMap, peer: &HeaderValue, ids: &RequestIds) 
     h.reserve(4);
     // The body is sent whole or streamed as is; the upstream answers, not us.
     h.remove(EXPECT);
-    // X-Forwarded-For: append this hop's client.
-    match h.get(X_FORWARDED_FOR) {
-        None => {
-            h.insert(X_FORWARDED_FOR, peer.clone());
-        }
-        Some(_) => {
-            let mut joined: Vec<u8> = Vec::with_capacity(64);
-            for v in h.get_all(X_FORWARDED_FOR) {
-                joined.extend_from_slice(v.as_bytes());
-                joined.extend_from_slice(b", ");
-            }
-            joined.extend_from_slice(peer.as_bytes());
-            if let Ok(v) = HeaderValue::from_bytes(&joined) {
-                h.insert(X_FORWARDED_FOR, v);
-            }
-        }
-    }
+    append_element(h, X_FORWARDED_FOR, peer);
     h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     if let Some(host) = h.get(HOST).cloned() {
         h.insert(X_FORWARDED_HOST, host);
@@ -161,6 +184,29 @@ impl RequestIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn via_names_are_host_names_or_pseudonyms() {
+        assert_eq!(via_value("edge-1.example").unwrap(), "1.1 edge-1.example");
+        assert_eq!(via_value("selfheal").unwrap(), "1.1 selfheal");
+        for bad in ["", "two words", "a,b", "x\r\ny", "é"] {
+            assert!(via_value(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn list_headers_get_this_hop_appended_last() {
+        let mut h = HeaderMap::new();
+        let me = HeaderValue::from_static("1.1 edge");
+        append_via(&mut h, &me);
+        assert_eq!(h.get(VIA).unwrap(), "1.1 edge");
+        let mut h = HeaderMap::new();
+        h.append(VIA, HeaderValue::from_static("1.0 a"));
+        h.append(VIA, HeaderValue::from_static("1.1 b"));
+        append_via(&mut h, &me);
+        assert_eq!(h.get_all(VIA).iter().count(), 1);
+        assert_eq!(h.get(VIA).unwrap(), "1.0 a, 1.1 b, 1.1 edge");
+    }
 
     #[test]
     fn strips_fixed_proxy_and_connection_named() {

@@ -78,6 +78,10 @@ pub struct ProxyArgs {
     /// `event_interval`; its default is 61).
     #[arg(long, default_value_t = 500)]
     pub event_interval: u32,
+    /// Add `Via: 1.1 NAME` to forwarded requests and responses (RFC 9110 §7.6.3;
+    /// off by default, as in nginx). NAME: a host name or pseudonym.
+    #[arg(long, value_name = "NAME", value_parser = headers::via_value)]
+    pub via: Option<http::HeaderValue>,
     /// Do not write one access-log line per request.
     #[arg(long)]
     pub no_access_log: bool,

@@ -46,6 +46,8 @@ pub struct Settings {
     pub max_body: u64,
     pub retry_buffer: u64,
     pub access_log: bool,
+    /// `1.1 NAME` for `Via`, when `--via` is given.
+    pub via: Option<HeaderValue>,
     pub event_interval: u32,
     pub limits: Limits,
 }
@@ -62,6 +64,7 @@ impl Settings {
             max_body: a.max_body,
             retry_buffer: a.retry_buffer.min(a.max_body),
             access_log: !a.no_access_log,
+            via: a.via.clone(),
             event_interval: a.event_interval.max(1),
             limits: Limits::default(),
         }

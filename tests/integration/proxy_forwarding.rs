@@ -93,6 +93,24 @@ fn proxy_appends_forwarded_for_and_keeps_a_client_request_id() {
 }
 
 #[test]
+fn proxy_adds_via_only_when_asked() {
+    let up = Upstream::start();
+    let (_plain, plain) = start_proxy(&[up.addr()], &[]);
+    let resp = get(&plain, "/plain", &[]).expect("response");
+    assert!(resp.header("via").is_none(), "{:?}", resp.headers);
+    assert!(up.seen()[0].header("via").is_none());
+
+    let (_named, named) = start_proxy(&[up.addr()], &["--via", "edge-1"]);
+    let resp = get(&named, "/named", &[("Via", "1.0 corp-proxy")]).expect("response");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("via"), Some("1.1 edge-1"));
+    assert_eq!(
+        up.seen()[1].header("via"),
+        Some("1.0 corp-proxy, 1.1 edge-1")
+    );
+}
+
+#[test]
 fn proxy_forwards_bodies_content_length_chunked_and_large() {
     let up = Upstream::start();
     let (_proxy, addr) = start_proxy(&[up.addr()], &[]);

@@ -168,6 +168,9 @@ async fn forward(
                 }
             }
             Ok(Err(ExchangeError::Body(b))) => return Err(b.to_proxy_error()),
+            // The upstream is alive and answered nonsense: sending it again
+            // would get the same answer.
+            Ok(Err(err @ ExchangeError::Malformed(_))) => return Err(ProxyError::BadGateway(err)),
             Ok(Err(err)) => {
                 // The upstream died under a sent request (a crash): its other
                 // idle connections are dead too, so the replay must not be

@@ -43,3 +43,26 @@ fn proxy_answers_504_when_upstream_is_too_slow() {
     // Not replayed: a timeout is not proof that nothing happened.
     assert_eq!(up.count_path("/slow?ms=2000"), 1);
 }
+
+#[test]
+fn proxy_answers_502_for_a_malformed_or_upgraded_response_and_never_replays_it() {
+    let up = Upstream::start();
+    let (_proxy, addr) = start_proxy(&[up.addr()], &[]);
+    for path in ["/conflicting-length", "/upgrade"] {
+        // A keyed GET: replayable after a crash, but not after an answer.
+        let r = get(&addr, path, &[("X-Request-Id", path)]).expect("response");
+        assert_eq!(r.status, 502, "{path}");
+        assert!(!r.text().contains("content-length"), "leaked: {}", r.text());
+        assert_eq!(up.count_path(path), 1, "{path} was sent again");
+    }
+}
+
+#[test]
+fn proxy_skips_interim_answers_and_relays_the_final_one() {
+    let up = Upstream::start();
+    let (_proxy, addr) = start_proxy(&[up.addr()], &[]);
+    let r = get(&addr, "/interim", &[]).expect("response");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "final");
+    assert_eq!(r.header("x-upstream"), Some("yes"));
+}

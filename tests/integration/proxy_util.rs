@@ -225,7 +225,18 @@ fn serve(conn_id: usize, stream: TcpStream, s: Arc<Shared>) {
                 .unwrap_or(1000);
             std::thread::sleep(Duration::from_millis(ms));
         }
-        let ok = if path == "/chunked" {
+        let ok = if path == "/interim" {
+            w.write_all(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n\
+                  HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Upstream: yes\r\n\r\nfinal",
+            )
+        } else if path == "/conflicting-length" {
+            w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello")
+        } else if path == "/upgrade" {
+            w.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            )
+        } else if path == "/chunked" {
             w.write_all(
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Upstream: yes\r\n\r\n\
                   5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",

@@ -10,6 +10,7 @@ mod proxy_balance;
 mod proxy_drain;
 mod proxy_errors;
 mod proxy_forwarding;
+mod proxy_framing;
 mod proxy_hold;
 mod proxy_limits;
 mod proxy_retry;

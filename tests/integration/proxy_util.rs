@@ -225,6 +225,21 @@ fn serve(conn_id: usize, stream: TcpStream, s: Arc<Shared>) {
                 .unwrap_or(1000);
             std::thread::sleep(Duration::from_millis(ms));
         }
+        // Answers that end the connection: the body runs until close, or the
+        // upstream dies part-way through a body it announced.
+        let last_words: Option<&[u8]> = match path {
+            "/until-close" => Some(b"HTTP/1.1 200 OK\r\nX-Upstream: yes\r\n\r\nbody until close"),
+            "/truncated" => Some(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"),
+            "/http10" => Some(b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhttp10"),
+            _ => None,
+        };
+        if let Some(bytes) = last_words {
+            let _ = w.write_all(bytes);
+            // Shut down, not drop: `open` holds a clone of this socket.
+            let _ = w.shutdown(Shutdown::Both);
+            s.open.lock().unwrap().retain(|(i, _)| *i != conn_id);
+            return;
+        }
         let ok = if path == "/interim" {
             w.write_all(
                 b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n\
@@ -253,6 +268,8 @@ fn serve(conn_id: usize, stream: TcpStream, s: Arc<Shared>) {
                  Proxy-Authenticate: Basic\r\n\r\n",
                 body.len()
             );
+            // HEAD: the same head, no body.
+            let body = if req.method == "HEAD" { &b""[..] } else { body };
             w.write_all(head.as_bytes()).and_then(|_| w.write_all(body))
         };
         if ok.is_err() {

@@ -137,10 +137,9 @@ async fn forward(
                 }
             }
         };
-        let exchange = conn.exchange(&parts, &mut body);
-        match tokio::time::timeout(cfg.upstream_timeout, exchange).await {
-            Err(_) => return Err(ProxyError::GatewayTimeout),
-            Ok(Ok(head)) => {
+        match conn.exchange(&parts, &mut body, cfg.upstream_timeout).await {
+            Err(ExchangeError::TimedOut) => return Err(ProxyError::GatewayTimeout),
+            Ok(head) => {
                 let mut headers = head.headers;
                 headers::strip_hop_by_hop(&mut headers);
                 if let Some(via) = &cfg.via {
@@ -157,7 +156,7 @@ async fn forward(
                 *resp.headers_mut() = headers;
                 return Ok(resp);
             }
-            Ok(Err(ExchangeError::NotSent(_))) => {
+            Err(ExchangeError::NotSent(_)) => {
                 // The connection closed before the request was written.
                 out.retries += 1;
                 if !reused {
@@ -167,11 +166,11 @@ async fn forward(
                     }
                 }
             }
-            Ok(Err(ExchangeError::Body(b))) => return Err(b.to_proxy_error()),
+            Err(ExchangeError::Body(b)) => return Err(b.to_proxy_error()),
             // The upstream is alive and answered nonsense: sending it again
             // would get the same answer.
-            Ok(Err(err @ ExchangeError::Malformed(_))) => return Err(ProxyError::BadGateway(err)),
-            Ok(Err(err)) => {
+            Err(err @ ExchangeError::Malformed(_)) => return Err(ProxyError::BadGateway(err)),
+            Err(err) => {
                 // The upstream died under a sent request (a crash): its other
                 // idle connections are dead too, so the replay must not be
                 // spent on one of them.

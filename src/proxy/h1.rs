@@ -21,6 +21,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use http::header::{
@@ -55,6 +56,10 @@ pub enum ExchangeError {
     /// The connection failed after (part of) the request was written.
     #[error("upstream connection failed")]
     Io(#[source] io::Error),
+    /// The upstream did not take the request, or did not begin its answer,
+    /// within the allowed time.
+    #[error("upstream timed out")]
+    TimedOut,
     /// The upstream answered something that is not valid HTTP/1.1.
     #[error("malformed upstream response: {0}")]
     Malformed(&'static str),
@@ -100,19 +105,37 @@ impl UpConn {
 
     /// Sends a request and reads the response head. The body, if any, is read
     /// afterwards through [`UpConn::read_more`] with the returned framing.
+    ///
+    /// `patience` bounds each wait on the upstream: a write it does not take
+    /// and the wait for the response head once the request is sent. The time
+    /// a client takes to upload a streamed body is not counted (its own pauses
+    /// are bounded by the body timeout).
     pub async fn exchange(
         &mut self,
         parts: &request::Parts,
         body: &mut ProxyBody,
+        patience: Duration,
     ) -> Result<ResponseHead, ExchangeError> {
-        self.write_request(parts, body).await?;
-        self.read_head(parts.method == Method::HEAD).await
+        self.write_request(parts, body, patience).await?;
+        let head = self.read_head(parts.method == Method::HEAD);
+        tokio::time::timeout(patience, head)
+            .await
+            .unwrap_or(Err(ExchangeError::TimedOut))
+    }
+
+    /// Writes all of `bytes`, or fails if the upstream takes none for `patience`.
+    async fn send_all(&mut self, bytes: &[u8], patience: Duration) -> Result<(), ExchangeError> {
+        tokio::time::timeout(patience, self.stream.write_all(bytes))
+            .await
+            .map_err(|_| ExchangeError::TimedOut)?
+            .map_err(ExchangeError::Io)
     }
 
     async fn write_request(
         &mut self,
         parts: &request::Parts,
         body: &mut ProxyBody,
+        patience: Duration,
     ) -> Result<(), ExchangeError> {
         let mut head = std::mem::take(&mut self.head);
         head.clear();
@@ -133,17 +156,13 @@ impl UpConn {
             Err(e) => Err(ExchangeError::NotSent(e)),
         };
         let result = match written {
-            Ok(n) => self
-                .stream
-                .write_all(&head[n..])
-                .await
-                .map_err(ExchangeError::Io),
+            Ok(n) => self.send_all(&head[n..], patience).await,
             Err(e) => Err(e),
         };
         self.head = head;
         result?;
         if !inline {
-            self.write_body(body, framing).await?;
+            self.write_body(body, framing, patience).await?;
         }
         Ok(())
     }
@@ -152,6 +171,7 @@ impl UpConn {
         &mut self,
         body: &mut ProxyBody,
         chunked: bool,
+        patience: Duration,
     ) -> Result<(), ExchangeError> {
         let mut body = Pin::new(body);
         while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
@@ -163,31 +183,18 @@ impl UpConn {
                 continue;
             }
             if chunked {
-                let size = format!("{:x}\r\n", data.len());
-                self.stream
-                    .write_all(size.as_bytes())
-                    .await
-                    .map_err(ExchangeError::Io)?;
-                self.stream
-                    .write_all(&data)
-                    .await
-                    .map_err(ExchangeError::Io)?;
-                self.stream
-                    .write_all(b"\r\n")
-                    .await
-                    .map_err(ExchangeError::Io)?;
+                // One write per chunk: size line, data and CRLF together.
+                let mut framed = Vec::with_capacity(data.len() + 20);
+                framed.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                framed.extend_from_slice(&data);
+                framed.extend_from_slice(b"\r\n");
+                self.send_all(&framed, patience).await?;
             } else {
-                self.stream
-                    .write_all(&data)
-                    .await
-                    .map_err(ExchangeError::Io)?;
+                self.send_all(&data, patience).await?;
             }
         }
         if chunked {
-            self.stream
-                .write_all(b"0\r\n\r\n")
-                .await
-                .map_err(ExchangeError::Io)?;
+            self.send_all(b"0\r\n\r\n", patience).await?;
         }
         Ok(())
     }

@@ -48,7 +48,9 @@ pub struct ProxyArgs {
     /// before `503` + `Retry-After`.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub hold_timeout: Duration,
-    /// Time for an upstream to send the response head, else `504`.
+    /// Longest wait on an upstream, else `504`: for it to take a piece of the
+    /// request, and for its response head once the request is sent (a slow
+    /// client's upload time does not count; `--body-timeout` bounds that).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Duration,
     /// Time to establish one TCP connection to an upstream.

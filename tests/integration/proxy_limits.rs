@@ -156,3 +156,36 @@ fn proxy_times_out_slow_headers_and_slow_bodies() {
         up.seen()
     );
 }
+
+#[test]
+fn a_slow_streamed_upload_is_not_an_upstream_timeout() {
+    let up = Upstream::start();
+    // Bodies over 1 KiB are streamed; the upstream gets 500 ms per wait.
+    let (_proxy, addr) = start_proxy(
+        &[up.addr()],
+        &[
+            "--upstream-timeout",
+            "500ms",
+            "--retry-buffer",
+            "1024",
+            "--body-timeout",
+            "5s",
+        ],
+    );
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    s.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 4096\r\n\r\n",
+    )
+    .unwrap();
+    // A slow client: 4 pieces, 1.2 s in all, longer than the upstream timeout
+    // but never pausing longer than the body timeout.
+    for piece in 0..4u8 {
+        s.write_all(&[b'a' + piece; 1024]).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let r = crate::harness::read_response(&mut s).expect("response");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body.len(), 4096);
+    assert_eq!(up.count_path("/upload"), 1);
+}

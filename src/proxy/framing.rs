@@ -259,4 +259,68 @@ mod tests {
         let (body, _) = decode(Framing::UntilClose, b"all of it", 4).unwrap();
         assert_eq!(body, b"all of it");
     }
+
+    /// xorshift64: a fixed seed, so a failure is reproducible.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> usize {
+            (self.next() % n) as usize
+        }
+    }
+
+    #[test]
+    fn any_valid_chunking_in_any_pieces_decodes_to_the_body() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..500 {
+            let body: Vec<u8> = (0..rng.below(3000)).map(|_| rng.next() as u8).collect();
+            let mut wire = Vec::new();
+            let mut at = 0;
+            while at < body.len() {
+                let n = (1 + rng.below(700)).min(body.len() - at);
+                let ext = if rng.below(4) == 0 { ";x=y" } else { "" };
+                let size = if rng.below(2) == 0 {
+                    format!("{n:x}")
+                } else {
+                    format!("{n:X}")
+                };
+                wire.extend_from_slice(format!("{size}{ext}\r\n").as_bytes());
+                wire.extend_from_slice(&body[at..at + n]);
+                wire.extend_from_slice(b"\r\n");
+                at += n;
+            }
+            wire.extend_from_slice(b"0\r\n");
+            if rng.below(3) == 0 {
+                wire.extend_from_slice(b"x-trailer: 1\r\n");
+            }
+            wire.extend_from_slice(b"\r\nNEXT");
+            let piece = 1 + rng.below(64);
+            let (got, rest) = decode(Framing::Chunked(Chunk::Size), &wire, piece)
+                .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+            assert_eq!(got, body, "round {round}, pieces of {piece}");
+            assert!(b"NEXT".starts_with(&rest), "round {round}");
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics_and_never_yields_more_than_it_was_given() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let alphabet = b"0123456789abcdefABCDEF;=\r\n \t\x00\xffzZ";
+        for _ in 0..2000 {
+            let input: Vec<u8> = (0..rng.below(200))
+                .map(|_| alphabet[rng.below(alphabet.len() as u64)])
+                .collect();
+            let piece = 1 + rng.below(16);
+            for start in [Framing::Chunked(Chunk::Size), Framing::Length(50)] {
+                if let Ok((body, _)) = decode(start, &input, piece) {
+                    assert!(body.len() <= input.len());
+                }
+            }
+        }
+    }
 }

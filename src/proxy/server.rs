@@ -286,9 +286,13 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener, mut intake: Intake) {
             },
         }
     }
-    // Connections still in the inbox are closed unserved, like those still in
-    // the listen backlog: the client has sent nothing we answered yet.
+    // Connections still in the inbox are closed unserved now, like those still
+    // in the listen backlog: nothing on them has been answered yet.
     intake.inbox.close();
+    while let Ok((unserved, _)) = intake.inbox.try_recv() {
+        intake.spread.release(intake.idx);
+        drop(unserved);
+    }
     drop(listener);
     let drain = async {
         while active.count.get() > 0 {
@@ -326,8 +330,16 @@ fn pass_on(intake: &Intake, stream: TcpStream, peer: SocketAddr) -> Option<TcpSt
         Err((std_stream, _)) => {
             // That worker is draining: serve it here after all.
             intake.spread.release(to);
-            intake.spread.charge(intake.idx);
-            TcpStream::from_std(std_stream).ok()
+            match TcpStream::from_std(std_stream) {
+                Ok(stream) => {
+                    intake.spread.charge(intake.idx);
+                    Some(stream)
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "could not take a connection back");
+                    None
+                }
+            }
         }
     }
 }

@@ -64,13 +64,9 @@ pub struct Streamed {
 }
 
 impl ProxyBody {
-    /// A copy for a replay, when the body is in memory.
-    pub fn replay_copy(&self) -> Option<ProxyBody> {
-        match self {
-            ProxyBody::Empty => Some(ProxyBody::Empty),
-            ProxyBody::Full(b) => Some(ProxyBody::Full(b.clone())),
-            ProxyBody::Stream(_) => None,
-        }
+    /// Whether the body is in memory, so that it can be sent again.
+    pub fn is_replayable(&self) -> bool {
+        !matches!(self, ProxyBody::Stream(_))
     }
 }
 

@@ -107,7 +107,7 @@ async fn forward(
     let mut body =
         body::prepare(incoming, cfg.max_body, cfg.retry_buffer, cfg.body_timeout).await?;
     // A buffered body stays whole across attempts (the exchange only reads it).
-    let buffered = body.replay_copy().is_some();
+    let buffered = body.is_replayable();
 
     let deadline = Instant::now() + cfg.hold_timeout;
     let mut backoff = Backoff::new();

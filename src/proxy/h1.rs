@@ -140,12 +140,15 @@ impl UpConn {
         let mut head = std::mem::take(&mut self.head);
         head.clear();
         let framing = encode_head(&mut head, parts, body);
-        let inline = match body {
+        // A buffered body is only read, never consumed: it stays whole for a
+        // replay. A small one goes out in the same write as the head.
+        let buffered = match body {
             ProxyBody::Full(Some(b)) if b.len() <= COALESCE_BODY => {
                 head.extend_from_slice(b);
-                true
+                None
             }
-            _ => false,
+            ProxyBody::Full(Some(b)) => Some(b.clone()),
+            _ => None,
         };
         // The first write decides whether anything was sent: the kernel takes
         // all of a small head or fails without sending any of it.
@@ -161,12 +164,16 @@ impl UpConn {
         };
         self.head = head;
         result?;
-        if !inline {
-            self.write_body(body, framing, patience).await?;
+        if let Some(b) = buffered {
+            return self.send_all(&b, patience).await;
+        }
+        if !body.is_replayable() {
+            return self.write_body(body, framing, patience).await;
         }
         Ok(())
     }
 
+    /// Relays a body streamed from the client (consumed as it goes).
     async fn write_body(
         &mut self,
         body: &mut ProxyBody,

@@ -19,7 +19,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::error::ProxyError;
 use super::framing::{Framing, Step};
-use super::h1::{UpConn, READ_CHUNK};
+use super::h1::UpConn;
 use super::upstream::Pool;
 
 /// Why a streamed request body stopped, to answer 413 / 408 / 400 instead of 502.
@@ -312,25 +312,21 @@ impl Body for RespBody {
                     r.finish();
                     return Poll::Ready(None);
                 }
-                Ok(Step::NeedMore) => {
-                    let (stream, buf) = conn.parts_mut();
-                    buf.reserve(READ_CHUNK);
-                    match ready!(tokio_util::io::poll_read_buf(Pin::new(stream), cx, buf)) {
-                        Ok(0) if r.framing == Framing::UntilClose => {
-                            r.framing = Framing::Done;
-                            r.conn = None;
-                            return Poll::Ready(None);
-                        }
-                        Ok(0) => {
-                            return r.abandon(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "upstream closed the connection inside a response body",
-                            ))
-                        }
-                        Ok(_) => continue,
-                        Err(e) => return r.abandon(e),
+                Ok(Step::NeedMore) => match ready!(conn.poll_read_more(cx)) {
+                    Ok(0) if r.framing == Framing::UntilClose => {
+                        r.framing = Framing::Done;
+                        r.conn = None;
+                        return Poll::Ready(None);
                     }
-                }
+                    Ok(0) => {
+                        return r.abandon(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "upstream closed the connection inside a response body",
+                        ))
+                    }
+                    Ok(_) => continue,
+                    Err(e) => return r.abandon(e),
+                },
             }
         }
     }

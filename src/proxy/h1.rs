@@ -21,6 +21,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -29,7 +30,7 @@ use http::header::{
 };
 use http::{request, Method, StatusCode, Version};
 use hyper::body::Body as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
 use super::body::{BodyError, ProxyBody};
@@ -42,7 +43,7 @@ const MAX_HEADERS: usize = 128;
 /// A buffered request body up to this size goes out in the same write as the head.
 const COALESCE_BODY: usize = 16 * 1024;
 /// Room made in the read buffer before each read.
-pub const READ_CHUNK: usize = 8 * 1024;
+const READ_CHUNK: usize = 8 * 1024;
 
 /// Why an exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +105,7 @@ impl UpConn {
     }
 
     /// Sends a request and reads the response head. The body, if any, is read
-    /// afterwards through [`UpConn::read_more`] with the returned framing.
+    /// afterwards through [`UpConn::poll_read_more`] with the returned framing.
     ///
     /// `patience` bounds each wait on the upstream: a write it does not take
     /// and the wait for the response head once the request is sent. The time
@@ -206,15 +207,15 @@ impl UpConn {
         Ok(())
     }
 
-    /// Reads into the buffer; `Ok(0)` at the end of the stream.
-    pub async fn read_more(&mut self) -> io::Result<usize> {
+    /// Reads into the buffer; `Ok(0)` at the end of the stream. The poll form
+    /// serves the response body relay, which has no future of its own.
+    pub fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         self.buf.reserve(READ_CHUNK);
-        self.stream.read_buf(&mut self.buf).await
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf)
     }
 
-    /// The stream and buffer, for relaying a body without a future.
-    pub fn parts_mut(&mut self) -> (&mut TcpStream, &mut BytesMut) {
-        (&mut self.stream, &mut self.buf)
+    async fn read_more(&mut self) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_read_more(cx)).await
     }
 
     async fn read_head(&mut self, head_request: bool) -> Result<ResponseHead, ExchangeError> {

@@ -191,38 +191,33 @@ fn worker(
     })
 }
 
-/// Live connections of one thread, to wait for during the drain.
-#[derive(Default)]
+/// Live connections of one thread, to wait for during the drain; each is
+/// also counted in the spread under this worker's index.
 struct Active {
     count: Cell<usize>,
     zero: Notify,
-}
-
-/// One served connection: counted for the drain here and in the spread.
-struct ActiveGuard {
-    active: Rc<Active>,
     spread: Arc<Spread>,
     idx: usize,
 }
 
+/// One served connection.
+struct ActiveGuard(Rc<Active>);
+
 impl ActiveGuard {
-    fn new(active: &Rc<Active>, intake: &Intake) -> Self {
+    fn new(active: &Rc<Active>) -> Self {
         active.count.set(active.count.get() + 1);
-        ActiveGuard {
-            active: active.clone(),
-            spread: intake.spread.clone(),
-            idx: intake.idx,
-        }
+        ActiveGuard(active.clone())
     }
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.spread.release(self.idx);
-        let n = self.active.count.get().saturating_sub(1);
-        self.active.count.set(n);
+        let a = &self.0;
+        a.spread.release(a.idx);
+        let n = a.count.get().saturating_sub(1);
+        a.count.set(n);
         if n == 0 {
-            self.active.zero.notify_one();
+            a.zero.notify_one();
         }
     }
 }
@@ -238,10 +233,15 @@ fn http_builder(cfg: &Settings) -> http1::Builder {
 }
 
 async fn accept_loop(w: Rc<Worker>, listener: TcpListener, mut intake: Intake) {
-    let active = Rc::new(Active::default());
+    let active = Rc::new(Active {
+        count: Cell::new(0),
+        zero: Notify::new(),
+        spread: intake.spread.clone(),
+        idx: intake.idx,
+    });
     let http = Rc::new(http_builder(&w.cfg));
     let spawn = |stream: TcpStream, peer: SocketAddr, intake: &Intake| {
-        let guard = ActiveGuard::new(&active, intake);
+        let guard = ActiveGuard::new(&active);
         let conn = serve_conn(
             w.clone(),
             http.clone(),

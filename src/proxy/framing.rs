@@ -160,24 +160,37 @@ fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, FramingError> {
 /// The size of a chunk-size line (`1a;ext=1`): hex digits, then optional
 /// whitespace and extensions, which are ignored.
 fn chunk_size(line: &[u8]) -> Result<u64, FramingError> {
-    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    if digits == 0 {
-        return Err(FramingError("chunk size is not hex"));
-    }
-    if digits > 15 {
-        return Err(FramingError("chunk size too large"));
-    }
-    let rest = &line[digits..];
-    let rest = rest.trim_ascii_start();
+    let (size, digits) =
+        leading_hex(line).ok_or(FramingError("chunk size is not hex or too large"))?;
+    let rest = line[digits..].trim_ascii_start();
     if !(rest.is_empty() || rest[0] == b';') {
         return Err(FramingError("junk after chunk size"));
     }
-    let mut size = 0u64;
-    for &b in &line[..digits] {
-        let d = (b as char).to_digit(16).unwrap_or(0);
-        size = size * 16 + u64::from(d);
-    }
     Ok(size)
+}
+
+/// The hex number `b` starts with, and how many digits it has; `None` without
+/// digits or with more than 15 (sizes beyond 2^60 are refused, as nginx does).
+/// Shared by the response decoder and the request-smuggling scanner.
+pub fn leading_hex(b: &[u8]) -> Option<(u64, usize)> {
+    let digits = b.iter().take_while(|c| c.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 15 {
+        return None;
+    }
+    let value = b[..digits].iter().fold(0u64, |n, &c| {
+        n * 16 + u64::from((c as char).to_digit(16).unwrap_or(0))
+    });
+    Some((value, digits))
+}
+
+/// A `Content-Length` value: decimal digits only, no sign, no overflow.
+pub fn parse_decimal(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 19 || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    b.iter().try_fold(0u64, |acc, d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
 use super::body::{BodyError, ProxyBody};
-use super::framing::{Chunk, Framing};
+use super::framing::{parse_decimal, Chunk, Framing};
 
 /// Largest upstream response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -379,7 +379,7 @@ fn response_framing(
     let mut length: Option<u64> = None;
     for v in headers.get_all(CONTENT_LENGTH) {
         for part in v.as_bytes().split(|&b| b == b',') {
-            let n = parse_length(part.trim_ascii())
+            let n = parse_decimal(part.trim_ascii())
                 .ok_or(ExchangeError::Malformed("invalid content-length"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(ExchangeError::Malformed(
@@ -393,17 +393,6 @@ fn response_framing(
         Some(n) => (Framing::Length(n), true),
         None => (Framing::UntilClose, false),
     })
-}
-
-fn parse_length(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(
-        digits
-            .iter()
-            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')),
-    )
 }
 
 /// HTTP/1.1 keeps the connection unless `Connection: close`; 1.0 only with

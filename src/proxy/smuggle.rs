@@ -21,6 +21,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::framing::{leading_hex, parse_decimal};
+
 const LINE_CAP: usize = 48;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,27 +66,6 @@ impl Default for Scanner {
             flagged: None,
         }
     }
-}
-
-fn parse_dec(b: &[u8]) -> Option<u64> {
-    if b.is_empty() || b.len() > 19 || !b.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    b.iter().try_fold(0u64, |acc, d| {
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
-fn parse_hex(b: &[u8]) -> Option<u64> {
-    let end = b
-        .iter()
-        .position(|c| !c.is_ascii_hexdigit())
-        .unwrap_or(b.len());
-    if end == 0 || end > 15 {
-        return None;
-    }
-    let s = std::str::from_utf8(&b[..end]).ok()?;
-    u64::from_str_radix(s, 16).ok()
 }
 
 fn trim(b: &[u8]) -> &[u8] {
@@ -183,14 +164,14 @@ impl Scanner {
                 if name.eq_ignore_ascii_case(b"transfer-encoding") {
                     self.te = true;
                 } else if name.eq_ignore_ascii_case(b"content-length") {
-                    match parse_dec(trim(&line[colon + 1..])).filter(|_| complete) {
+                    match parse_decimal(trim(&line[colon + 1..])).filter(|_| complete) {
                         Some(n) => self.cl = Some(n),
                         None => self.cl_bad = true,
                     }
                 }
             }
             State::ChunkSize => {
-                self.state = match parse_hex(line) {
+                self.state = match leading_hex(line).map(|(size, _)| size) {
                     Some(0) => State::Trailer,
                     Some(n) => State::ChunkData(n),
                     None => State::Off,

@@ -86,6 +86,9 @@ pub struct HealthArgs {
     /// Only check that the supervisor itself is alive (liveness), not readiness.
     #[arg(long)]
     pub live: bool,
+    /// Print `{"ready": bool, "reasons": [...]}` instead of text.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub socket: SocketArg,
 }

@@ -4,7 +4,8 @@
 //! |---|---|
 //! | `GET /status` | the [`Snapshot`] as JSON |
 //! | `GET /livez` | 200 while the supervisor's loop runs |
-//! | `GET /readyz` | 200 when every program that should run is ready, else 503 with the ones that are not |
+//! | `GET /readyz` | 200 when every program that should run is ready, else 503 with one reason per line |
+//! | `GET /health` | `{"ready": bool, "reasons": [..]}` (200 or 503 as `/readyz`) |
 //! | `POST /programs/{name}/start\|stop\|restart` | 200 with the new state; 404 unknown program; 503 shutting down |
 
 use std::path::Path;
@@ -16,24 +17,41 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use super::snapshot::Snapshot;
 use crate::supervisor::{AdminError, AdminVerb, Msg};
 
 #[derive(Clone)]
 struct ApiState {
-    snapshot: watch::Receiver<Snapshot>,
     tx: mpsc::UnboundedSender<Msg>,
 }
 
-pub fn router(snapshot: watch::Receiver<Snapshot>, tx: mpsc::UnboundedSender<Msg>) -> Router {
+impl ApiState {
+    /// Asks the owner for the current status (built on demand).
+    async fn snapshot(&self) -> Option<Snapshot> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Msg::Snapshot(reply)).ok()?;
+        rx.await.ok()
+    }
+}
+
+pub fn router(tx: mpsc::UnboundedSender<Msg>) -> Router {
     Router::new()
         .route("/status", get(status))
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/health", get(health))
         .route("/programs/{name}/{verb}", post(command))
-        .with_state(ApiState { snapshot, tx })
+        .with_state(ApiState { tx })
+}
+
+fn gone() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the supervisor is shutting down\n",
+    )
+        .into_response()
 }
 
 /// Binds the socket: creates its directory, replaces a stale socket file, and
@@ -55,34 +73,45 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-pub async fn serve(
-    listener: UnixListener,
-    snapshot: watch::Receiver<Snapshot>,
-    tx: mpsc::UnboundedSender<Msg>,
-) {
-    let _ = axum::serve(listener, router(snapshot, tx)).await;
+pub async fn serve(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>) {
+    let _ = axum::serve(listener, router(tx)).await;
 }
 
-async fn status(State(s): State<ApiState>) -> Json<Snapshot> {
-    Json(s.snapshot.borrow().clone().with_uptimes())
+async fn status(State(s): State<ApiState>) -> Response {
+    match s.snapshot().await {
+        Some(snapshot) => Json(snapshot).into_response(),
+        None => gone(),
+    }
 }
 
 async fn readyz(State(s): State<ApiState>) -> Response {
-    let snapshot = s.snapshot.borrow().clone();
+    let Some(snapshot) = s.snapshot().await else {
+        return gone();
+    };
     if snapshot.all_ready() {
         return (StatusCode::OK, "ready\n").into_response();
     }
-    let waiting: Vec<String> = snapshot
-        .programs
-        .iter()
-        .filter(|p| !p.ready && p.state != "stopped")
-        .map(|p| format!("{} {}", p.name, p.state))
-        .collect();
+    let reasons = snapshot.problems().join("\n");
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        format!("not ready: {}\n", waiting.join(", ")),
+        format!("not ready:\n{reasons}\n"),
     )
         .into_response()
+}
+
+/// The readiness verdict with its reasons, as JSON (`selfheal health --json`).
+async fn health(State(s): State<ApiState>) -> Response {
+    let Some(snapshot) = s.snapshot().await else {
+        return gone();
+    };
+    let ready = snapshot.all_ready();
+    let body = serde_json::json!({ "ready": ready, "reasons": snapshot.problems() });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
 }
 
 async fn command(
@@ -114,10 +143,6 @@ async fn command(
         Ok(Err(e @ AdminError::UnknownProgram(_))) => {
             (StatusCode::NOT_FOUND, format!("{e}\n")).into_response()
         }
-        Ok(Err(AdminError::ShuttingDown)) | Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the supervisor is shutting down\n",
-        )
-            .into_response(),
+        Ok(Err(AdminError::ShuttingDown)) | Err(_) => gone(),
     }
 }

@@ -129,7 +129,11 @@ pub fn command_main(verb: &str, args: &ProgramArg) -> anyhow::Result<ExitCode> {
 
 /// `selfheal health [--live]`: exit 0 when the stack is ready (alive), else 1.
 pub fn health_main(args: &HealthArgs) -> anyhow::Result<ExitCode> {
-    let path = if args.live { "/livez" } else { "/readyz" };
+    let path = match (args.live, args.json) {
+        (true, _) => "/livez",
+        (false, true) => "/health",
+        (false, false) => "/readyz",
+    };
     match request(&args.socket, hyper::Method::GET, path) {
         Ok((200, body)) => {
             print!("{body}");

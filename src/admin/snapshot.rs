@@ -23,9 +23,13 @@ pub struct SupervisorInfo {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ProgramStatus {
     pub name: String,
-    /// waiting | starting | running | unready | stopping | backoff | stopped | failed
+    /// waiting | starting | running | unready | suspended | stopping | backoff |
+    /// stopped (by an operator) | exited (ended well, not to be restarted) | failed
     pub state: String,
     pub ready: bool,
+    /// Why this program keeps the stack from being ready (`None`: it does not).
+    #[serde(default)]
+    pub problem: Option<String>,
     pub pid: Option<i32>,
     /// Wall-clock start of the live process (ms since the epoch).
     pub started_at_ms: Option<u64>,
@@ -70,12 +74,24 @@ impl Snapshot {
         self
     }
 
-    /// Every program that should run is running and ready.
+    /// Every program that should run is running and ready: none has a
+    /// [`ProgramStatus::problem`] (an operator stop, a crash, a give-up, a
+    /// pending restart all are), and no shutdown is under way.
     pub fn all_ready(&self) -> bool {
-        !self.supervisor.shutting_down
-            && self
-                .programs
-                .iter()
-                .all(|p| p.ready || p.state == "stopped")
+        !self.supervisor.shutting_down && self.programs.iter().all(|p| p.problem.is_none())
+    }
+
+    /// Why the stack is not ready, one line per reason (empty when it is).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.supervisor.shutting_down {
+            out.push("the supervisor is shutting down".to_string());
+        }
+        for p in &self.programs {
+            if let Some(problem) = &p.problem {
+                out.push(format!("{}: {problem}", p.name));
+            }
+        }
+        out
     }
 }

@@ -46,6 +46,8 @@ pub struct Program {
     pub restart_limit: RestartLimit,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
+    /// Signals the supervisor passes on to the program's process group.
+    pub forward_signals: Vec<Signal>,
     pub depends_on: Vec<Dependency>,
     pub health: Option<Health>,
     pub listen: Vec<SocketAddr>,

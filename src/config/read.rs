@@ -237,6 +237,41 @@ impl<'s, 'e> Reader<'s, 'e> {
         }
     }
 
+    /// `forward_signals = ["HUP", "USR1"]`: signals the supervisor passes on to
+    /// this program's process group. The stop signals (TERM, INT, QUIT) stop the
+    /// whole stack instead, and KILL, STOP and CHLD cannot be forwarded.
+    fn forward_signals(&mut self, v: &Value, field: &str) -> Vec<Signal> {
+        let Some(names) = self.strings(v, field) else {
+            return Vec::new();
+        };
+        let mut signals = Vec::new();
+        for text in names {
+            let upper = text.trim().to_ascii_uppercase();
+            let name = if upper.starts_with("SIG") {
+                upper
+            } else {
+                format!("SIG{upper}")
+            };
+            let reserved = [
+                Signal::SIGKILL,
+                Signal::SIGSTOP,
+                Signal::SIGCHLD,
+                Signal::SIGTERM,
+                Signal::SIGINT,
+                Signal::SIGQUIT,
+            ];
+            match Signal::from_str(&name) {
+                Ok(sig) if !reserved.contains(&sig) => signals.push(sig),
+                _ => self.diags.error(
+                    v.span(),
+                    field,
+                    format!("{text:?} cannot be forwarded (e.g. \"HUP\", \"USR1\", \"WINCH\"; TERM, INT and QUIT stop the stack; not KILL, STOP or CHLD)"),
+                ),
+            }
+        }
+        signals
+    }
+
     /// Reads the whole document.
     pub fn document(&mut self, root: &DeTable, path: PathBuf) -> Option<Config> {
         let mut top = Fields::new(root, "", &["supervisor", "programs"]);
@@ -340,6 +375,7 @@ impl<'s, 'e> Reader<'s, 'e> {
             "restart_limit",
             "stop_signal",
             "stop_timeout",
+            "forward_signals",
             "depends_on",
             "health",
             "listen",
@@ -379,6 +415,7 @@ impl<'s, 'e> Reader<'s, 'e> {
             restart_limit: RestartLimit::default(),
             stop_signal: Signal::SIGTERM,
             stop_timeout: Duration::from_secs(10),
+            forward_signals: Vec::new(),
             depends_on: Vec::new(),
             health: None,
             listen: Vec::new(),
@@ -450,6 +487,9 @@ impl<'s, 'e> Reader<'s, 'e> {
             program.stop_timeout = self
                 .duration(v, &f.field("stop_timeout"))
                 .unwrap_or(program.stop_timeout);
+        }
+        if let Some(v) = f.get("forward_signals") {
+            program.forward_signals = self.forward_signals(v, &f.field("forward_signals"));
         }
         if let Some(v) = f.get("depends_on") {
             program.depends_on = self.depends_on(v, &f.field("depends_on"), name, spans);

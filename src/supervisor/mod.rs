@@ -1,45 +1,56 @@
-//! The supervisor: one owner task on a current-thread runtime owns the process
-//! table. Signals (SIGCHLD included), probe results and admin commands arrive in
-//! one `select!`; each becomes an [`Input`] for a program's pure state machine
-//! ([`state`]); the actions it returns are carried out here. Readers get
-//! [`Snapshot`]s through a `watch` channel.
+//! The supervisor's runtime: one owner task on a current-thread runtime owns the
+//! process table and interprets the pure [`stack::Stack`]. Signals (SIGCHLD
+//! included), probe results, admin requests and deadlines arrive in one
+//! `select!`; each becomes a [`StackInput`]; the [`StackAction`]s that come back
+//! are carried out here (spawn, kill, check a group, write a line), feeding the
+//! facts they produce back in, until the stack is quiet.
 //!
-//! - [`state`]: the lifecycle (pure), with its transition table.
+//! - [`stack`]: the whole stack's policy (pure), with its transition table.
+//! - [`state`]: one program's lifecycle (pure), with its transition table.
+//! - [`notes`]: the supervisor's own typed events.
 //! - [`backoff`]: restart delays.
 //! - [`spawn`]: fork/exec with a clean child.
-//! - [`reaper`]: the one `waitpid(-1)` drain.
+//! - [`reaper`]: the one `waitid`/`waitpid(-1)` drain, plus /proc look-ups.
+//! - [`signals`]: a handler for every catchable signal.
 //! - [`health`]: probe tasks.
 //! - [`sockets`]: listen sockets kept across restarts.
 //! - [`logs`]: prefixed program output and event lines.
-//! - [`shutdown`]: ordered stop, force, final sweep.
 
 pub mod backoff;
 pub mod health;
 pub mod logs;
+pub mod notes;
 pub mod reaper;
-mod shutdown;
+pub mod signals;
 pub mod sockets;
 pub mod spawn;
+pub mod stack;
 pub mod state;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot, watch};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid as NixPid;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::admin::snapshot::{self, ExitInfo, HealthInfo, ProgramStatus, Snapshot, SupervisorInfo};
 use crate::cli::RunArgs;
-use crate::config::{self, Condition, Config, GiveUp, Program};
+use crate::config::{self, Config, Program};
 use crate::exit::Exit;
 use health::ExecWaiters;
 use logs::Output;
-use shutdown::Shutdown;
-use state::{Action, Input, Machine, Policy, State};
+pub use stack::AdminVerb;
+use stack::{Member, Stack, StackAction, StackInput, Target};
+use state::{Input, Leftover, Machine, Pid, Policy, State, Termination};
+
+/// A leader that exits 0 sooner than this after its start, leaving a process
+/// re-parented to the supervisor, is taken to have daemonized itself.
+const DAEMON_WINDOW: Duration = Duration::from_secs(2);
 
 /// Messages to the owner task.
 pub enum Msg {
@@ -54,13 +65,8 @@ pub enum Msg {
         name: String,
         reply: oneshot::Sender<Result<String, AdminError>>,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminVerb {
-    Start,
-    Stop,
-    Restart,
+    /// The current status, built on demand (nothing is built while nobody asks).
+    Snapshot(oneshot::Sender<Snapshot>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,35 +98,43 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(exit.into())
 }
 
-/// One supervised program: its config, machine and runtime handles.
+/// The runtime side of one program: what the pure machine does not hold.
 struct Slot {
     program: Arc<Program>,
-    name: Arc<str>,
-    machine: Machine,
     /// Bumped at every spawn, so probe results of a past incarnation are dropped.
     generation: u64,
     probe: Option<tokio::task::AbortHandle>,
     listen: Vec<(OwnedFd, String)>,
     started_at_ms: Option<u64>,
+    /// When the current (or last) leader was spawned, for daemon detection.
+    spawned_at: Instant,
+    /// Boot-relative time of that spawn, to compare with `/proc` start times.
+    spawned_boot: Duration,
+    /// The process group of the current or last incarnation (its leader's pid).
+    last_pgid: Option<Pid>,
 }
 
 struct Supervisor {
-    config: Config,
+    stack: Stack,
     slots: Vec<Slot>,
+    /// Live leader pid → program index.
+    leaders: HashMap<Pid, usize>,
     tx: mpsc::UnboundedSender<Msg>,
     waiters: ExecWaiters,
     output: Output,
-    snapshot: watch::Sender<Snapshot>,
     started_at_ms: u64,
-    shutdown: Option<Shutdown>,
+    exit: Option<Exit>,
 }
 
 async fn run(config: Config, args: RunArgs) -> Exit {
     let names: Vec<&str> = config.programs.iter().map(|p| p.name.as_str()).collect();
     let output = Output::new(args.log_format, &names);
     // Handlers first: PID 1 ignores every signal it has no handler for.
-    let mut signals = match Signals::install() {
-        Ok(s) => s,
+    let mut signals = match signals::install() {
+        Ok((s, warnings)) => {
+            warnings.iter().for_each(|w| output.note(w));
+            s
+        }
         Err(e) => {
             output.note(&format!("cannot install signal handlers: {e}"));
             return Exit::Internal;
@@ -133,38 +147,15 @@ async fn run(config: Config, args: RunArgs) -> Exit {
             output.note(&format!("cannot become a child subreaper: {e}"));
         }
     }
-    let mut slots = Vec::with_capacity(config.programs.len());
-    for (i, program) in config.programs.iter().enumerate() {
-        let mut listen = Vec::new();
-        for addr in &program.listen {
-            match sockets::bind(*addr) {
-                Ok(fd) => listen.push((fd, addr.to_string())),
-                Err(e) => {
-                    output.note(&format!(
-                        "cannot listen on {addr} for program {}: {e}",
-                        program.name
-                    ));
-                    return Exit::Internal;
-                }
-            }
-        }
-        let seed = u64::from(pid) << 32 ^ i as u64 ^ snapshot::now_ms();
-        slots.push(Slot {
-            program: Arc::new(program.clone()),
-            name: Arc::from(program.name.as_str()),
-            machine: Machine::new(Policy::of(program), seed),
-            generation: 0,
-            probe: None,
-            listen,
-            started_at_ms: None,
-        });
-    }
+    let slots = match bind_slots(&config, &output) {
+        Some(slots) => slots,
+        None => return Exit::Internal,
+    };
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let (snapshot_tx, snapshot_rx) = watch::channel(Snapshot::default());
     let admin_socket = config.supervisor.admin_socket.clone();
     match crate::admin::api::bind(&admin_socket) {
         Ok(listener) => {
-            tokio::spawn(crate::admin::api::serve(listener, snapshot_rx, tx.clone()));
+            tokio::spawn(crate::admin::api::serve(listener, tx.clone()));
         }
         Err(e) => {
             output.note(&format!(
@@ -175,14 +166,14 @@ async fn run(config: Config, args: RunArgs) -> Exit {
         }
     }
     let mut sup = Supervisor {
-        config,
+        stack: build_stack(&config, pid),
         slots,
+        leaders: HashMap::new(),
         tx,
         waiters: ExecWaiters::default(),
         output,
-        snapshot: snapshot_tx,
         started_at_ms: snapshot::now_ms(),
-        shutdown: None,
+        exit: None,
     };
     sup.output.note(&format!(
         "supervising {} programs as pid {pid}{}; admin socket {}",
@@ -190,31 +181,82 @@ async fn run(config: Config, args: RunArgs) -> Exit {
         if pid == 1 { " (init)" } else { " (subreaper)" },
         admin_socket.display()
     ));
-    sup.start_waiting();
-    sup.publish();
+    let first = sup.stack.start(Instant::now());
+    sup.carry_out(first);
 
     let exit = loop {
-        let deadline = sup.next_deadline();
+        if let Some(exit) = sup.exit {
+            break exit;
+        }
+        let deadline = sup.stack.next_deadline();
         tokio::select! {
             biased;
             _ = signals.child.recv() => sup.reap(),
-            _ = signals.term.recv() => sup.on_stop_signal(Signal::SIGTERM),
-            _ = signals.int.recv() => sup.on_stop_signal(Signal::SIGINT),
-            _ = signals.quit.recv() => sup.on_stop_signal(Signal::SIGQUIT),
-            _ = signals.hup.recv() => sup.forward(Signal::SIGHUP),
-            _ = signals.usr1.recv() => sup.forward(Signal::SIGUSR1),
-            _ = signals.usr2.recv() => sup.forward(Signal::SIGUSR2),
+            Some(signal) = signals.rx.recv() => sup.feed(StackInput::Signal(signal)),
             Some(msg) = rx.recv() => sup.on_message(msg),
-            _ = sleep_until(deadline) => sup.on_deadlines(),
+            _ = sleep_until(deadline) => sup.feed(StackInput::Deadline),
         }
-        sup.start_waiting();
-        if let Some(exit) = sup.progress_shutdown() {
-            break exit;
-        }
-        sup.publish();
     };
     let _ = std::fs::remove_file(&admin_socket);
     exit
+}
+
+/// Binds every program's listen sockets (once, for all its incarnations).
+fn bind_slots(config: &Config, output: &Output) -> Option<Vec<Slot>> {
+    let mut slots = Vec::with_capacity(config.programs.len());
+    for program in &config.programs {
+        let mut listen = Vec::new();
+        for addr in &program.listen {
+            match sockets::bind(*addr) {
+                Ok(fd) => listen.push((fd, addr.to_string())),
+                Err(e) => {
+                    let name = &program.name;
+                    output.note(&format!("cannot listen on {addr} for program {name}: {e}"));
+                    return None;
+                }
+            }
+        }
+        slots.push(Slot {
+            program: Arc::new(program.clone()),
+            generation: 0,
+            probe: None,
+            listen,
+            started_at_ms: None,
+            spawned_at: Instant::now(),
+            spawned_boot: Duration::ZERO,
+            last_pgid: None,
+        });
+    }
+    Some(slots)
+}
+
+/// The pure stack for `config`: one member per program, dependencies by index.
+fn build_stack(config: &Config, pid: u32) -> Stack {
+    let index: HashMap<&str, usize> = config
+        .programs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), i))
+        .collect();
+    let seed = u64::from(pid) << 32 ^ snapshot::now_ms();
+    let members = config
+        .programs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let machine = Machine::new(Policy::of(p), seed ^ i as u64);
+            let forward = p.forward_signals.iter().map(|s| *s as i32).collect();
+            let mut member = Member::new(&p.name, machine, forward);
+            member.deps = p
+                .depends_on
+                .iter()
+                .filter_map(|d| Some((*index.get(d.name.as_str())?, d.condition)))
+                .collect();
+            member
+        })
+        .collect();
+    let s = &config.supervisor;
+    Stack::new(members, s.on_give_up, s.shutdown_timeout)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -224,57 +266,73 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// The signal streams the supervisor handles itself.
-struct Signals {
-    child: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-    quit: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-    usr1: tokio::signal::unix::Signal,
-    usr2: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> std::io::Result<Signals> {
-        Ok(Signals {
-            child: signal(SignalKind::child())?,
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            quit: signal(SignalKind::quit())?,
-            hup: signal(SignalKind::hangup())?,
-            usr1: signal(SignalKind::user_defined1())?,
-            usr2: signal(SignalKind::user_defined2())?,
-        })
-    }
-}
-
 impl Supervisor {
-    /// Feeds `input` to program `i` and carries out the resulting actions,
-    /// feeding spawn results back, until the machine is quiet.
-    fn apply(&mut self, i: usize, input: Input) {
-        let mut queue = VecDeque::from([input]);
-        while let Some(input) = queue.pop_front() {
-            let now = Instant::now();
-            for action in self.slots[i].machine.step(input, now) {
-                match action {
-                    Action::Spawn => queue.push_back(self.spawn(i)),
-                    Action::Signal { pid, signal } => {
-                        // ESRCH: it is already gone; the reaper will tell.
-                        let _ = killpg(nix::unistd::Pid::from_raw(pid), signal);
-                    }
-                    Action::Report(event) => {
-                        self.output.event(&self.slots[i].name, &event.to_string())
-                    }
-                    Action::GiveUp => self.give_up(i),
+    /// Feeds one input to the stack and carries out everything that follows.
+    fn feed(&mut self, input: StackInput) {
+        let actions = self.stack.step(input, Instant::now());
+        self.carry_out(actions);
+    }
+
+    /// Carries out actions; the facts they produce go back to the stack, in order.
+    fn carry_out(&mut self, actions: Vec<StackAction>) {
+        let mut queue = VecDeque::from(actions);
+        let mut touched = Vec::new();
+        while let Some(action) = queue.pop_front() {
+            let fact = match action {
+                StackAction::Spawn(i) => {
+                    touched.push(i);
+                    Some(StackInput::Program {
+                        index: i,
+                        input: self.spawn(i),
+                    })
                 }
+                StackAction::Kill { target, signal } => {
+                    send(target, signal);
+                    None
+                }
+                StackAction::CheckGroup { index, pgid } => {
+                    (!reaper::group_alive(pgid)).then_some(StackInput::Program {
+                        index,
+                        input: Input::GroupGone { pgid },
+                    })
+                }
+                StackAction::CheckLeftovers => Some(StackInput::Leftovers {
+                    any: reaper::has_children(),
+                }),
+                StackAction::Report { index, event } => {
+                    touched.push(index);
+                    if let Some(m) = self.stack.members.get(index) {
+                        self.output.event(&m.name, &event.to_string());
+                    }
+                    None
+                }
+                StackAction::Note(note) => {
+                    self.output.note(&note.to_string());
+                    None
+                }
+                StackAction::Exit(exit) => {
+                    self.exit = Some(exit);
+                    None
+                }
+            };
+            if let Some(fact) = fact {
+                queue.extend(self.stack.step(fact, Instant::now()));
             }
         }
-        self.sync_probe(i);
+        touched.sort_unstable();
+        touched.dedup();
+        for i in touched {
+            self.sync_probe(i);
+        }
     }
 
     fn spawn(&mut self, i: usize) -> Input {
-        let slot = &mut self.slots[i];
+        let Some(slot) = self.slots.get_mut(i) else {
+            return Input::SpawnFailed(Termination::ExecFailed {
+                code: 127,
+                error: "no such program".into(),
+            });
+        };
         let p = &slot.program;
         let spec = spawn::Spec {
             argv: &p.command,
@@ -289,8 +347,12 @@ impl Supervisor {
             Ok(child) => {
                 slot.generation += 1;
                 slot.started_at_ms = Some(snapshot::now_ms());
-                if let Some(reader) = child.output {
-                    logs::pump(self.output.clone(), slot.name.clone(), reader);
+                slot.spawned_at = Instant::now();
+                slot.spawned_boot = boot_time();
+                slot.last_pgid = Some(child.pid);
+                self.leaders.insert(child.pid, i);
+                if let (Some(reader), Some(m)) = (child.output, self.stack.members.get(i)) {
+                    logs::pump(self.output.clone(), m.name.clone(), reader);
                 }
                 Input::Spawned { pid: child.pid }
             }
@@ -300,9 +362,11 @@ impl Supervisor {
 
     /// Probes run exactly while the program has a live, not-stopping process.
     fn sync_probe(&mut self, i: usize) {
-        let slot = &mut self.slots[i];
+        let (Some(slot), Some(member)) = (self.slots.get_mut(i), self.stack.members.get(i)) else {
+            return;
+        };
         let live = matches!(
-            slot.machine.state,
+            member.machine.state,
             State::Starting { .. } | State::Running { .. }
         );
         match (&slot.probe, live, &slot.program.health) {
@@ -324,31 +388,120 @@ impl Supervisor {
     }
 
     fn reap(&mut self) {
-        for (pid, how) in reaper::drain() {
-            if let Some(i) = self
-                .slots
-                .iter()
-                .position(|s| s.machine.state.pid() == Some(pid))
-            {
-                // A new incarnation needs a new probe task.
-                if let Some(handle) = self.slots[i].probe.take() {
-                    handle.abort();
+        let events = reaper::drain();
+        let mut exits = Vec::new();
+        for event in events {
+            match event {
+                reaper::ChildEvent::Exited { pid, pgid, how } => match self.leaders.remove(&pid) {
+                    Some(i) => exits.push((i, pid, how)),
+                    None => self.reaped_other(pid, pgid, how),
+                },
+                reaper::ChildEvent::Suspended { pid, suspended } => {
+                    if let Some(&index) = self.leaders.get(&pid) {
+                        let input = Input::Suspended { pid, suspended };
+                        self.feed(StackInput::Program { index, input });
+                    }
                 }
-                self.apply(i, Input::Exited { pid, how });
-                continue;
-            }
-            let waiter = self.waiters.lock().ok().and_then(|mut w| w.remove(&pid));
-            match waiter {
-                Some(waiter) => {
-                    let _ = waiter.send(how);
-                }
-                None => self
-                    .output
-                    .note(&format!("reaped orphan pid {pid} ({how})")),
             }
         }
-        if let Some(shutdown) = &mut self.shutdown {
-            shutdown.children_changed();
+        // Leftovers are judged after the whole drain, so orphans reaped in the
+        // same batch no longer count as live members of a group.
+        for (i, pid, how) in exits {
+            if let Some(handle) = self.slots.get_mut(i).and_then(|s| s.probe.take()) {
+                handle.abort(); // a new incarnation needs a new probe task
+            }
+            let left = self.leftover(i, pid, &how);
+            self.feed(StackInput::Program {
+                index: i,
+                input: Input::Exited { pid, how, left },
+            });
+        }
+        self.check_draining_groups();
+        self.feed(StackInput::Reaped);
+    }
+
+    /// An exit that is not a program's leader: an exec probe, or an orphan.
+    fn reaped_other(&mut self, pid: Pid, pgid: Pid, how: Termination) {
+        let waiter = self.waiters.lock().ok().and_then(|mut w| w.remove(&pid));
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(how);
+            return;
+        }
+        let owner = self
+            .slots
+            .iter()
+            .position(|s| s.last_pgid == Some(pgid))
+            .and_then(|i| self.stack.members.get(i));
+        match owner {
+            Some(m) => self.output.note(&format!(
+                "reaped orphan pid {pid} of {}'s process group ({how})",
+                m.name
+            )),
+            None => self
+                .output
+                .note(&format!("reaped orphan pid {pid} ({how})")),
+        }
+    }
+
+    /// What program `i`'s leader `pid` left behind (see [`Leftover`]).
+    fn leftover(&self, i: usize, pid: Pid, how: &Termination) -> Leftover {
+        if reaper::group_alive(pid) {
+            return Leftover::Group;
+        }
+        let Some(slot) = self.slots.get(i) else {
+            return Leftover::Nothing;
+        };
+        if !how.success() || slot.spawned_at.elapsed() >= DAEMON_WINDOW {
+            return Leftover::Nothing;
+        }
+        let daemons = self.new_orphans(slot.spawned_boot);
+        if daemons.is_empty() {
+            Leftover::Nothing
+        } else {
+            Leftover::Daemon(daemons)
+        }
+    }
+
+    /// Children of the supervisor that are no program's leader nor in a live
+    /// program's group, started after `since` (boot-relative).
+    fn new_orphans(&self, since: Duration) -> Vec<Pid> {
+        let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .filter(|t| *t > 0)
+            .unwrap_or(100) as u64;
+        // One tick of slack: /proc start times are in ticks.
+        let since_ticks = (since.as_millis() as u64 * tick / 1000).saturating_sub(1);
+        reaper::children_of(std::process::id())
+            .into_iter()
+            .filter(|p| !self.leaders.contains_key(p))
+            .filter(|p| !self.leaders.contains_key(&reaper::group_of(*p)))
+            .filter(|p| reaper::start_ticks(*p).is_some_and(|t| t >= since_ticks))
+            .collect()
+    }
+
+    /// Programs whose leader is gone while their group drains: a reap may have
+    /// emptied the group.
+    fn check_draining_groups(&mut self) {
+        let draining: Vec<(usize, Pid)> = self
+            .stack
+            .members
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| match &m.machine.state {
+                State::Stopping {
+                    pid,
+                    leader: Some(_),
+                    ..
+                } => Some((i, *pid)),
+                _ => None,
+            })
+            .collect();
+        for (index, pgid) in draining {
+            if !reaper::group_alive(pgid) {
+                let input = Input::GroupGone { pgid };
+                self.feed(StackInput::Program { index, input });
+            }
         }
     }
 
@@ -365,208 +518,142 @@ impl Supervisor {
                     .get(index)
                     .is_some_and(|s| s.generation == generation)
                 {
-                    self.apply(index, Input::Probe { ok, reason });
+                    let input = Input::Probe { ok, reason };
+                    self.feed(StackInput::Program { index, input });
                 }
             }
             Msg::Admin { verb, name, reply } => {
                 let result = self.admin(verb, &name);
                 let _ = reply.send(result);
             }
+            Msg::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot());
+            }
         }
     }
 
     fn admin(&mut self, verb: AdminVerb, name: &str) -> Result<String, AdminError> {
-        if self.shutdown.is_some() {
+        if self.stack.is_stopping() {
             return Err(AdminError::ShuttingDown);
         }
-        let i = self
-            .slots
+        let index = self
+            .stack
+            .members
             .iter()
-            .position(|s| &*s.name == name)
+            .position(|m| &*m.name == name)
             .ok_or_else(|| AdminError::UnknownProgram(name.to_string()))?;
-        let (input, what) = match verb {
-            AdminVerb::Start => (Input::Start, "start"),
-            AdminVerb::Stop => (Input::Stop, "stop"),
-            AdminVerb::Restart => (Input::Restart, "restart"),
-        };
-        self.output
-            .event(name, &format!("{what} requested by the operator"));
-        self.apply(i, input);
-        Ok(format!("{name}: {}", self.slots[i].machine.state.name()))
+        self.feed(StackInput::Admin { index, verb });
+        let state = self
+            .stack
+            .members
+            .get(index)
+            .map_or("unknown", |m| m.machine.state_name());
+        Ok(format!("{name}: {state}"))
     }
 
-    fn on_deadlines(&mut self) {
-        let now = Instant::now();
-        for i in 0..self.slots.len() {
-            if self.slots[i].machine.deadline().is_some_and(|d| d <= now) {
-                self.apply(i, Input::Deadline);
-            }
-        }
-        if let Some(shutdown) = &mut self.shutdown {
-            shutdown.on_deadline(now, &self.slots, &self.output);
-        }
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        let programs = self.slots.iter().filter_map(|s| s.machine.deadline());
-        programs
-            .chain(self.shutdown.as_ref().and_then(Shutdown::deadline))
-            .min()
-    }
-
-    /// Starts every waiting program whose dependencies are satisfied. Programs
-    /// are in start order, so one pass sees the effect of earlier starts.
-    fn start_waiting(&mut self) {
-        if self.shutdown.is_some() {
-            return;
-        }
-        for i in 0..self.slots.len() {
-            if self.slots[i].machine.state == State::Waiting && self.dependencies_met(i) {
-                self.apply(i, Input::DepsReady);
-            }
-        }
-    }
-
-    fn dependencies_met(&self, i: usize) -> bool {
-        self.slots[i].program.depends_on.iter().all(|dep| {
-            self.slots
-                .iter()
-                .find(|s| *s.name == *dep.name)
-                .is_some_and(|s| match dep.condition {
-                    Condition::Started => matches!(
-                        s.machine.state,
-                        State::Starting { .. } | State::Running { .. }
-                    ),
-                    Condition::Healthy => s.machine.is_ready(),
-                })
-        })
-    }
-
-    fn give_up(&mut self, i: usize) {
-        let name = self.slots[i].name.clone();
-        match self.config.supervisor.on_give_up {
-            GiveUp::Exit => {
-                self.output.event(
-                    &name,
-                    "failed: stopping everything and exiting with code 3 (on_give_up = \"exit\")",
-                );
-                self.begin_shutdown(Exit::GaveUp);
-            }
-            GiveUp::Stay => self.output.event(
-                &name,
-                "failed: left stopped (on_give_up = \"stay\"); `selfheal start` brings it back",
-            ),
-        }
-    }
-
-    fn on_stop_signal(&mut self, signal: Signal) {
-        match &mut self.shutdown {
-            None => {
-                self.output.note(&format!(
-                    "received {}: stopping all programs (dependants first)",
-                    signal.as_str()
-                ));
-                self.begin_shutdown(Exit::Clean);
-            }
-            Some(shutdown) if matches!(signal, Signal::SIGTERM | Signal::SIGINT) => {
-                self.output.note(&format!(
-                    "received {} again: forcing (SIGKILL to every program)",
-                    signal.as_str()
-                ));
-                shutdown.force(&self.slots);
-            }
-            Some(_) => {}
-        }
-    }
-
-    fn begin_shutdown(&mut self, exit: Exit) {
-        if self.shutdown.is_none() {
-            self.shutdown = Some(Shutdown::new(
-                exit,
-                Instant::now() + self.config.supervisor.shutdown_timeout,
-            ));
-        }
-    }
-
-    /// Moves the ordered shutdown on; returns the exit once everything is down.
-    fn progress_shutdown(&mut self) -> Option<Exit> {
-        self.shutdown.as_ref()?;
-        for i in (0..self.slots.len()).rev() {
-            let state = &self.slots[i].machine.state;
-            let wants_stop = match state {
-                State::Waiting | State::Backoff { .. } => true,
-                State::Starting { .. } | State::Running { .. } => self.dependants_down(i),
-                State::Stopping { then, .. } => *then != state::AfterStop::Stay,
-                State::Stopped | State::Failed => false,
-            };
-            if wants_stop {
-                self.apply(i, Input::Stop);
-            }
-        }
-        let all_down = self.slots.iter().all(|s| s.machine.state.pid().is_none());
-        let shutdown = self.shutdown.as_mut()?;
-        shutdown.progress(all_down, std::process::id() == 1, &self.output)
-    }
-
-    fn dependants_down(&self, i: usize) -> bool {
-        let name = &self.slots[i].name;
-        self.slots
-            .iter()
-            .all(|s| !s.program.depends_on(name) || s.machine.state.pid().is_none())
-    }
-
-    fn forward(&mut self, signal: Signal) {
-        let mut sent = 0;
-        for slot in &self.slots {
-            if let Some(pid) = slot.machine.state.pid() {
-                if killpg(nix::unistd::Pid::from_raw(pid), signal).is_ok() {
-                    sent += 1;
-                }
-            }
-        }
-        self.output.note(&format!(
-            "received {}: forwarded to {sent} programs",
-            signal.as_str()
-        ));
-    }
-
-    fn publish(&self) {
+    fn snapshot(&self) -> Snapshot {
         let now = Instant::now();
         let programs = self
-            .slots
+            .stack
+            .members
             .iter()
-            .map(|s| {
-                let m = &s.machine;
-                ProgramStatus {
-                    name: s.name.to_string(),
-                    state: m.state.name().to_string(),
-                    ready: m.is_ready(),
-                    pid: m.state.pid(),
-                    started_at_ms: m.state.pid().and(s.started_at_ms),
-                    uptime_ms: None,
-                    restarts: m.total_restarts,
-                    recent_restarts: m.recent_restarts(now),
-                    last_exit: m.last_exit.as_ref().map(|t| ExitInfo {
-                        code: t.code(),
-                        description: t.to_string(),
-                    }),
-                    health: m.last_probe.as_ref().map(|p| HealthInfo {
-                        ok: p.ok,
-                        reason: p.reason.clone(),
-                    }),
-                }
-            })
+            .zip(&self.slots)
+            .map(|(m, s)| status_of(m, s, now))
             .collect();
-        let snapshot = Snapshot {
+        Snapshot {
             supervisor: SupervisorInfo {
                 pid: std::process::id(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 started_at_ms: self.started_at_ms,
-                shutting_down: self.shutdown.is_some(),
+                shutting_down: self.stack.is_stopping(),
                 uptime_ms: 0,
             },
             programs,
-        };
-        self.snapshot.send_replace(snapshot);
+        }
+        .with_uptimes()
     }
+}
+
+/// One program's line of the status.
+fn status_of(member: &Member, slot: &Slot, now: Instant) -> ProgramStatus {
+    let m = &member.machine;
+    ProgramStatus {
+        name: member.name.to_string(),
+        state: m.state_name().to_string(),
+        ready: m.is_ready(),
+        problem: problem(m),
+        pid: m.state.pid(),
+        started_at_ms: m.state.pid().and(slot.started_at_ms),
+        uptime_ms: None,
+        restarts: m.total_restarts,
+        recent_restarts: m.recent_restarts(now),
+        last_exit: m.last_exit.as_ref().map(|t| ExitInfo {
+            code: t.code(),
+            description: t.to_string(),
+        }),
+        health: m.last_probe.as_ref().map(|p| HealthInfo {
+            ok: p.ok,
+            reason: p.reason.clone(),
+        }),
+    }
+}
+
+/// Why the program keeps the stack from being ready, if it does. A program that
+/// ended well and is not meant to restart (`exited`) does not.
+fn problem(m: &Machine) -> Option<String> {
+    let last_exit = || {
+        m.last_exit
+            .as_ref()
+            .map_or_else(String::new, |e| format!(" (last: {e})"))
+    };
+    let text = match &m.state {
+        State::Running { ready: true, .. } if !m.suspended => return None,
+        State::Exited => return None,
+        State::Starting { .. } | State::Running { .. } if m.suspended => {
+            "suspended by a signal (SIGSTOP/SIGTSTP)".to_string()
+        }
+        State::Running { .. } => format!(
+            "not ready: {}",
+            m.last_probe
+                .as_ref()
+                .map_or("no probe result", |p| &p.reason)
+        ),
+        State::Starting { .. } => "starting: no probe has passed yet".to_string(),
+        State::Waiting => "waiting for its dependencies".to_string(),
+        State::Backoff { .. } => format!("restarting{}", last_exit()),
+        State::Stopping { .. } => "stopping".to_string(),
+        State::Stopped => "stopped by the operator".to_string(),
+        State::Failed => match &m.failure {
+            Some(f) => format!("failed: {f}{}", last_exit()),
+            None => format!("failed{}", last_exit()),
+        },
+    };
+    Some(text)
+}
+
+/// Carries out the one kill action.
+fn send(target: Target, signal: Signal) {
+    match target {
+        // ESRCH: it is already gone; the reaper will tell.
+        Target::Group(pid) => {
+            let _ = killpg(NixPid::from_raw(pid), signal);
+        }
+        // As PID 1, everything in the namespace; on a host, only our children
+        // (orphans re-parented to us as subreaper) — never kill(-1) there.
+        Target::Leftovers if std::process::id() == 1 => {
+            let _ = kill(NixPid::from_raw(-1), signal);
+        }
+        Target::Leftovers => {
+            for pid in reaper::children_of(std::process::id()) {
+                let _ = kill(NixPid::from_raw(pid), signal);
+            }
+        }
+    }
+}
+
+/// Time since boot (CLOCK_BOOTTIME), the clock of `/proc/PID/stat` start times.
+fn boot_time() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(Duration::from)
+        .unwrap_or_default()
 }

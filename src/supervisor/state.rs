@@ -1,34 +1,47 @@
 //! The pure lifecycle of one program: `Machine::step(input, now) -> actions`.
 //!
-//! No I/O and no clock of its own: inputs are facts (the process exited, a probe
-//! passed, a deadline came, an operator asked), actions are commands the runtime
-//! carries out (spawn, signal the process group, report, escalate). Deadlines are
-//! derived from the state ([`Machine::deadline`]), so there is no timer to forget.
-//! Every `(state, input)` pair is matched explicitly — no catch-all arm — so the
-//! compiler points at any pair a new state or input leaves unhandled.
+//! No I/O and no clock of its own: inputs are facts (the process exited, its
+//! process group emptied, a probe passed, a deadline came, an operator asked),
+//! actions are commands the runtime carries out (spawn, signal the process group,
+//! check the group, report, escalate). Deadlines are derived from the state
+//! ([`Machine::deadline`]), so there is no timer to forget. Every `(state, input)`
+//! pair is matched explicitly — no catch-all arm — so the compiler points at any
+//! pair a new state or input leaves unhandled. What spans programs (dependencies,
+//! give-up, shutdown, signals) is [`super::stack`]'s.
 //!
-//! | state \ input | Spawned | SpawnFailed | Exited (own pid) | Probe ok / fail | Deadline | Start | Stop | Restart | DepsReady |
-//! |---|---|---|---|---|---|---|---|---|---|
-//! | Waiting  | Starting¹ | restart rule | – | – | – | – | Stopped | – | Spawn |
-//! | Starting | – | – | restart rule | Running(ready) / count² | – | – | Stopping(stay) | Stopping(restart) | – |
-//! | Running  | – | – | restart rule | ready / count² | – | – | Stopping(stay) | Stopping(restart) | – |
-//! | Stopping | – | – | Stopped / Spawn / restart rule³ | – | SIGKILL group | then=restart | then=stay | then=restart | – |
-//! | Backoff  | Starting¹ | restart rule | – | – | Spawn | Spawn | Stopped | Spawn | – |
-//! | Stopped  | Starting¹ | Stopped | – | – | – | Waiting | – | Waiting | – |
-//! | Failed   | Starting¹ | Failed | – | – | – | Waiting | – | Waiting | – |
+//! | state \ input | Spawned | SpawnFailed | Exited (own pid) | GroupGone | Probe ok / fail | Deadline | Start | Stop | Restart | DepsReady |
+//! |---|---|---|---|---|---|---|---|---|---|---|
+//! | Waiting  | Starting¹ | restart rule | – | – | – | – | – | Stopped | – | Spawn |
+//! | Starting | – | – | restart rule⁴ | – | Running(ready) / count² | – | – | Stopping(stay) | Stopping(restart) | – |
+//! | Running  | – | – | restart rule⁴ | – | ready / count² | – | – | Stopping(stay) | Stopping(restart) | – |
+//! | Stopping | – | – | finish³ or wait for the group | finish³ | – | SIGKILL group / check group | then=restart | then=stay | then=restart | – |
+//! | Backoff  | Starting¹ | restart rule | – | – | – | Spawn | Spawn | Stopped | Spawn | – |
+//! | Stopped, Exited, Failed | Starting¹ | unchanged | – | – | – | – | Waiting | – | Waiting | – |
+//!
+//! `Suspended`/`Continued` (the leader was stopped with SIGSTOP/SIGTSTP, or
+//! continued) only flip [`Machine::suspended`], in any state with that pid.
 //!
 //! ¹ `Running{ready: true}` at once when the program has no probe.
 //! ² a failure counts once the start period is over; `failures` in a row →
-//!   Stopping(recover): stop signal to the group, SIGKILL after `stop_timeout`.
+//!   Stopping(recover): stop signal and SIGCONT to the group, SIGKILL after `stop_timeout`.
 //! ³ by what the stop was for: stay → Stopped; operator restart → Spawn at once
-//!   (not counted); recover (liveness) → the restart rule, as a failure.
+//!   (not counted); recover (liveness) → the restart rule, as a failure; crashed
+//!   (the leader exited while its group lived on) → the restart rule.
+//! ⁴ when the leader exits but its process group lives on, the group gets the stop
+//!   signal (SIGKILL after `stop_timeout`) and the restart rule waits until the
+//!   group is empty (Stopping(crashed)): the next incarnation never meets the last
+//!   one's workers on its port. A leader that exits 0 at once leaving a live
+//!   process re-parented to the supervisor daemonized itself: Failed + GiveUp.
 //!
 //! The restart rule: `always` restarts on any exit, `on-failure` on a non-zero
-//! code, a signal or an exec failure, `never` does not. A run of `reset_after`
-//! resets the backoff attempt. More than `restart_limit.max` restarts within
-//! `window` → Failed + GiveUp. Otherwise Backoff until `now + delay(attempt)`
-//! (at least [`EXEC_RETRY_FLOOR`] after a failed exec).
-//! "–" means the input is stale or meaningless there and is ignored.
+//! code, a signal or an exec failure, `never` does not (Exited after code 0,
+//! Failed otherwise). A run that stayed *ready* for `reset_after` is stable: it
+//! resets both the backoff attempt and the restart-limit count (as pm2's
+//! `min_uptime` and supervisord's `startsecs` count only unstable runs). More than
+//! `restart_limit.max` unstable restarts within `window` → Failed + GiveUp.
+//! Otherwise Backoff until `now + delay(attempt)` (at least [`EXEC_RETRY_FLOOR`]
+//! after a failed exec). "–" means the input is stale or meaningless there and is
+//! ignored.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -44,6 +57,11 @@ pub type Pid = i32;
 
 /// Shortest delay before retrying a program whose exec failed.
 pub const EXEC_RETRY_FLOOR: Duration = Duration::from_millis(100);
+
+/// How often a process group whose leader is gone is checked for emptiness.
+/// Members re-parented to the supervisor are seen at once through SIGCHLD; this
+/// bounds the wait for members that are some other live process's children.
+pub const GROUP_RECHECK: Duration = Duration::from_millis(100);
 
 /// How a process ended, kept typed; numbers only at the edge ([`Termination::code`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,11 +101,10 @@ impl fmt::Display for Termination {
                 signal,
                 core_dumped,
             } => {
-                let name = Signal::try_from(*signal)
-                    .map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_string());
                 write!(
                     f,
-                    "was killed by {name}{}",
+                    "was killed by {}{}",
+                    signal_name(*signal),
                     if *core_dumped { " (core dumped)" } else { "" }
                 )
             }
@@ -96,7 +113,13 @@ impl fmt::Display for Termination {
     }
 }
 
-/// Why a live process is being stopped, which decides what happens at its exit.
+/// `SIGTERM`, or `signal 42` for numbers nix has no name for (real-time signals).
+pub fn signal_name(signal: i32) -> String {
+    Signal::try_from(signal).map_or_else(|_| format!("signal {signal}"), |s| s.as_str().into())
+}
+
+/// Why a live process is being stopped, which decides what happens once it and
+/// its process group are gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterStop {
     /// Operator stop or shutdown: stay stopped.
@@ -105,6 +128,16 @@ pub enum AfterStop {
     Restart,
     /// Liveness failure: restart per policy, counted as a failure.
     Recover,
+    /// The leader exited on its own but its group lived on: the restart rule
+    /// applies to the leader's exit once the group is gone.
+    Crashed,
+}
+
+/// The leader's end, kept while its process group drains.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaderExit {
+    pub how: Termination,
+    pub ran: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -120,42 +153,38 @@ pub enum State {
         since: Instant,
         ready: bool,
     },
-    /// Stop signal sent; SIGKILL at `deadline` unless it exits first.
+    /// Stop signal sent to the group `pid` leads; SIGKILL at `kill_at`. Once the
+    /// leader has exited (`leader`), the group is checked at `recheck_at` until empty.
     Stopping {
         pid: Pid,
         since: Instant,
-        deadline: Option<Instant>,
+        kill_at: Option<Instant>,
         then: AfterStop,
+        leader: Option<LeaderExit>,
+        recheck_at: Option<Instant>,
     },
     /// Waiting to restart.
     Backoff { until: Instant },
-    /// Not running and not going to run until an operator starts it.
+    /// Stopped by an operator (or the shutdown); runs again on `selfheal start`.
     Stopped,
-    /// Gave up after too many restarts.
+    /// Ended on its own with code 0 and its restart policy says no restart: done.
+    Exited,
+    /// Will not run again by itself: see [`Machine::failure`].
     Failed,
 }
 
 impl State {
-    pub fn name(&self) -> &'static str {
-        match self {
-            State::Waiting => "waiting",
-            State::Starting { .. } => "starting",
-            State::Running { ready: true, .. } => "running",
-            State::Running { ready: false, .. } => "unready",
-            State::Stopping { .. } => "stopping",
-            State::Backoff { .. } => "backoff",
-            State::Stopped => "stopped",
-            State::Failed => "failed",
-        }
-    }
-
-    /// The live process, if any.
+    /// The program's live process group (led by this pid), if any.
     pub fn pid(&self) -> Option<Pid> {
         match self {
             State::Starting { pid, .. }
             | State::Running { pid, .. }
             | State::Stopping { pid, .. } => Some(*pid),
-            State::Waiting | State::Backoff { .. } | State::Stopped | State::Failed => None,
+            State::Waiting
+            | State::Backoff { .. }
+            | State::Stopped
+            | State::Exited
+            | State::Failed => None,
         }
     }
 
@@ -165,14 +194,40 @@ impl State {
             State::Starting { since, .. }
             | State::Running { since, .. }
             | State::Stopping { since, .. } => Some(*since),
-            State::Waiting | State::Backoff { .. } | State::Stopped | State::Failed => None,
+            State::Waiting
+            | State::Backoff { .. }
+            | State::Stopped
+            | State::Exited
+            | State::Failed => None,
+        }
+    }
+
+    /// The live leader process (not a group whose leader is already gone).
+    pub fn leader(&self) -> Option<Pid> {
+        match self {
+            State::Stopping {
+                leader: Some(_), ..
+            } => None,
+            other => other.pid(),
         }
     }
 }
 
+/// What was left behind when a leader exited (found by the runtime).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leftover {
+    /// Nothing: the process group is empty.
+    Nothing,
+    /// Members of its process group are still alive.
+    Group,
+    /// The leader exited 0 at once and these processes, re-parented to the
+    /// supervisor and started after it, live on: it daemonized itself.
+    Daemon(Vec<Pid>),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    /// Dependencies are satisfied (the runtime checks them).
+    /// Dependencies are satisfied (the stack checks them).
     DepsReady,
     Spawned {
         pid: Pid,
@@ -181,6 +236,16 @@ pub enum Input {
     Exited {
         pid: Pid,
         how: Termination,
+        left: Leftover,
+    },
+    /// The process group led by `pgid` has no member left.
+    GroupGone {
+        pgid: Pid,
+    },
+    /// The leader was stopped (SIGSTOP/SIGTSTP…) or continued.
+    Suspended {
+        pid: Pid,
+        suspended: bool,
     },
     Probe {
         ok: bool,
@@ -193,6 +258,17 @@ pub enum Input {
     Restart,
 }
 
+impl Input {
+    /// An exit that left nothing behind.
+    pub fn exited(pid: Pid, how: Termination) -> Input {
+        Input::Exited {
+            pid,
+            how,
+            left: Leftover::Nothing,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Spawn,
@@ -201,8 +277,12 @@ pub enum Action {
         pid: Pid,
         signal: Signal,
     },
+    /// Find out whether the group led by `pgid` is empty ([`Input::GroupGone`]).
+    CheckGroup {
+        pgid: Pid,
+    },
     Report(Event),
-    /// The restart limit was exceeded.
+    /// The program will not run again by itself: the stack applies `on_give_up`.
     GiveUp,
 }
 
@@ -214,7 +294,9 @@ pub enum Next {
         window: Duration,
         delay: Duration,
     },
-    /// The policy says no restart.
+    /// Ended well and the policy says no restart.
+    Done,
+    /// The policy says no restart after a failure.
     Stay,
     /// It was stopped on purpose.
     Stopped,
@@ -224,6 +306,40 @@ pub enum Next {
         max: u32,
         window: Duration,
     },
+}
+
+/// Why a program is `failed`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// More than `max` unstable restarts within `window`.
+    GaveUp { max: u32, window: Duration },
+    /// It failed and its restart policy says no restart.
+    Crashed,
+    /// It daemonized itself, leaving these processes.
+    Daemonized(Vec<Pid>),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::GaveUp { max, window } => write!(
+                f,
+                "gave up after more than {max} restarts within {}",
+                human(*window)
+            ),
+            Failure::Crashed => write!(f, "failed and its restart policy says no restart"),
+            Failure::Daemonized(pids) => write!(
+                f,
+                "daemonized itself (left {}); run it in the foreground",
+                pid_list(pids)
+            ),
+        }
+    }
+}
+
+fn pid_list(pids: &[Pid]) -> String {
+    let list: Vec<String> = pids.iter().map(|p| format!("pid {p}")).collect();
+    list.join(", ")
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -262,6 +378,20 @@ pub enum Event {
         pid: Pid,
         after: Duration,
     },
+    /// The leader exited but its process group lives on: it is being stopped.
+    GroupLeft {
+        pid: Pid,
+        how: Termination,
+        signal: Signal,
+    },
+    Daemonized {
+        pid: Pid,
+        left: Vec<Pid>,
+    },
+    Suspended {
+        pid: Pid,
+        suspended: bool,
+    },
 }
 
 impl fmt::Display for Next {
@@ -279,6 +409,7 @@ impl fmt::Display for Next {
                     human(*delay)
                 )
             }
+            Next::Done => write!(f, "done (restart policy says no restart)"),
             Next::Stay => write!(f, "restart policy says no restart"),
             Next::Stopped => write!(f, "stopped"),
             Next::Respawn => write!(f, "restarting now"),
@@ -315,9 +446,23 @@ impl fmt::Display for Event {
             }
             Event::Killed { pid, after } => write!(
                 f,
-                "did not stop within {} (pid {pid}): sent SIGKILL",
+                "did not stop within {} (pid {pid}): sent SIGKILL to its process group",
                 human(*after)
             ),
+            Event::GroupLeft { pid, how, signal } => write!(
+                f,
+                "(pid {pid}) {how}, but processes of its group live on: sending {} to the group before the next start",
+                signal.as_str()
+            ),
+            Event::Daemonized { pid, left } => write!(
+                f,
+                "(pid {pid}) exited with code 0 at once, leaving {} running: it daemonized itself, which the supervisor cannot follow; run it in the foreground (e.g. redis-server --daemonize no)",
+                pid_list(left)
+            ),
+            Event::Suspended { pid, suspended: true } => {
+                write!(f, "suspended (pid {pid} was stopped by a signal)")
+            }
+            Event::Suspended { pid, suspended: false } => write!(f, "continued (pid {pid})"),
         }
     }
 }
@@ -380,13 +525,19 @@ pub struct ProbeOutcome {
 pub struct Machine {
     pub state: State,
     policy: Policy,
-    /// Restart times within the restart-limit window.
+    /// Times of unstable restarts within the restart-limit window.
     restarts: VecDeque<Instant>,
     /// Backoff attempt since the last stable run.
     attempt: u32,
     /// Consecutive probe failures of the live process.
     failures: u32,
+    /// When the live process first became ready.
+    ready_since: Option<Instant>,
+    /// The leader is stopped (T state) by a signal.
+    pub suspended: bool,
     pub last_exit: Option<Termination>,
+    /// Why the program is `failed`, while it is.
+    pub failure: Option<Failure>,
     /// Restarts since the supervisor started (operator restarts included).
     pub total_restarts: u64,
     pub last_probe: Option<ProbeOutcome>,
@@ -401,10 +552,30 @@ impl Machine {
             restarts: VecDeque::new(),
             attempt: 0,
             failures: 0,
+            ready_since: None,
+            suspended: false,
             last_exit: None,
+            failure: None,
             total_restarts: 0,
             last_probe: None,
             jitter: Jitter::new(seed),
+        }
+    }
+
+    /// The operator-facing state name: waiting, starting, running, unready,
+    /// suspended, stopping, backoff, stopped, exited, failed.
+    pub fn state_name(&self) -> &'static str {
+        match &self.state {
+            State::Starting { .. } | State::Running { .. } if self.suspended => "suspended",
+            State::Waiting => "waiting",
+            State::Starting { .. } => "starting",
+            State::Running { ready: true, .. } => "running",
+            State::Running { ready: false, .. } => "unready",
+            State::Stopping { .. } => "stopping",
+            State::Backoff { .. } => "backoff",
+            State::Stopped => "stopped",
+            State::Exited => "exited",
+            State::Failed => "failed",
         }
     }
 
@@ -412,21 +583,29 @@ impl Machine {
     pub fn deadline(&self) -> Option<Instant> {
         match &self.state {
             State::Backoff { until } => Some(*until),
-            State::Stopping { deadline, .. } => *deadline,
+            State::Stopping {
+                kill_at,
+                recheck_at,
+                ..
+            } => match (kill_at, recheck_at) {
+                (Some(a), Some(b)) => Some(*a.min(b)),
+                (a, b) => a.or(*b),
+            },
             State::Waiting
             | State::Starting { .. }
             | State::Running { .. }
             | State::Stopped
+            | State::Exited
             | State::Failed => None,
         }
     }
 
     /// Whether dependants waiting for `healthy` may start.
     pub fn is_ready(&self) -> bool {
-        matches!(self.state, State::Running { ready: true, .. })
+        matches!(self.state, State::Running { ready: true, .. }) && !self.suspended
     }
 
-    /// Restarts counted in the current window (for the snapshot).
+    /// Unstable restarts counted in the current window (for the snapshot).
     pub fn recent_restarts(&self, now: Instant) -> usize {
         self.restarts
             .iter()
@@ -437,225 +616,358 @@ impl Machine {
     pub fn step(&mut self, input: Input, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         let state = std::mem::replace(&mut self.state, State::Failed);
-        self.state = match (state, input) {
-            // Spawn results: valid wherever a spawn may have been requested.
-            (
-                State::Waiting | State::Backoff { .. } | State::Stopped | State::Failed,
-                Input::Spawned { pid },
-            ) => {
-                self.failures = 0;
-                self.last_probe = None; // a new incarnation has not been probed yet
-                actions.push(Action::Report(Event::Started { pid }));
-                if self.policy.probe.is_some() {
-                    State::Starting { pid, since: now }
-                } else {
-                    State::Running {
-                        pid,
-                        since: now,
-                        ready: true,
-                    }
-                }
+        self.state = match state {
+            State::Waiting => self.waiting(input, now, &mut actions),
+            State::Starting { pid, since } => self.live(pid, since, None, input, now, &mut actions),
+            State::Running { pid, since, ready } => {
+                self.live(pid, since, Some(ready), input, now, &mut actions)
             }
-            (State::Waiting | State::Backoff { .. }, Input::SpawnFailed(how)) => {
-                self.after_exit(None, how, Duration::ZERO, true, now, &mut actions)
+            State::Stopping {
+                pid,
+                since,
+                kill_at,
+                then,
+                leader,
+                recheck_at,
+            } => {
+                let stopping = Stopping {
+                    pid,
+                    since,
+                    kill_at,
+                    then,
+                    leader,
+                    recheck_at,
+                };
+                self.stopping(stopping, input, now, &mut actions)
             }
-            (s @ (State::Stopped | State::Failed), Input::SpawnFailed(_)) => s,
-            (
-                s @ (State::Starting { .. } | State::Running { .. } | State::Stopping { .. }),
-                Input::Spawned { .. } | Input::SpawnFailed(_),
-            ) => s,
+            State::Backoff { until } => self.backoff(until, input, now, &mut actions),
+            s @ (State::Stopped | State::Exited | State::Failed) => {
+                self.at_rest(s, input, now, &mut actions)
+            }
+        };
+        actions
+    }
 
-            // Waiting for dependencies.
-            (State::Waiting, Input::DepsReady) => {
+    /// Waiting for dependencies.
+    fn waiting(&mut self, input: Input, now: Instant, actions: &mut Vec<Action>) -> State {
+        match input {
+            Input::DepsReady => {
                 actions.push(Action::Spawn);
                 State::Waiting
             }
-            (State::Waiting, Input::Stop) => State::Stopped,
-            (
-                s @ State::Waiting,
-                Input::Exited { .. }
-                | Input::Probe { .. }
-                | Input::Deadline
-                | Input::Start
-                | Input::Restart,
-            ) => s,
+            Input::Spawned { pid } => self.spawned(pid, now, actions),
+            Input::SpawnFailed(how) => {
+                self.after_exit(None, how, Duration::ZERO, true, now, actions)
+            }
+            Input::Stop => State::Stopped,
+            Input::Exited { .. }
+            | Input::GroupGone { .. }
+            | Input::Suspended { .. }
+            | Input::Probe { .. }
+            | Input::Deadline
+            | Input::Start
+            | Input::Restart => State::Waiting,
+        }
+    }
 
-            // A live process.
-            (
-                State::Starting { pid, since } | State::Running { pid, since, .. },
-                Input::Exited { pid: dead, how },
-            ) if pid == dead => self.after_exit(
-                Some(pid),
+    /// A live process: Starting (`ready` is `None`) or Running.
+    fn live(
+        &mut self,
+        pid: Pid,
+        since: Instant,
+        ready: Option<bool>,
+        input: Input,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) -> State {
+        let unchanged = || match ready {
+            None => State::Starting { pid, since },
+            Some(ready) => State::Running { pid, since, ready },
+        };
+        match input {
+            Input::Exited {
+                pid: dead,
                 how,
-                now.saturating_duration_since(since),
-                true,
-                now,
-                &mut actions,
-            ),
-            (State::Starting { pid, since }, Input::Probe { ok: true, reason }) => {
-                self.passed(pid, since, false, reason, now, &mut actions)
+                left,
+            } if dead == pid => self.leader_exited(pid, since, how, left, now, actions),
+            Input::Probe { ok: true, reason } => {
+                self.passed(pid, since, ready == Some(true), reason, now, actions)
             }
-            (State::Running { pid, since, ready }, Input::Probe { ok: true, reason }) => {
-                self.passed(pid, since, ready, reason, now, &mut actions)
+            Input::Probe { ok: false, reason } => {
+                self.probe_failed(pid, since, ready, reason, now, actions)
             }
-            (State::Starting { pid, since }, Input::Probe { ok: false, reason }) => {
-                self.record_probe(false, reason.clone(), now);
+            Input::Suspended { pid: p, suspended } if p == pid => {
+                self.set_suspended(pid, suspended, actions);
+                unchanged()
+            }
+            Input::Stop => self.stop(pid, since, AfterStop::Stay, now, actions),
+            Input::Restart => self.stop(pid, since, AfterStop::Restart, now, actions),
+            Input::Exited { .. }
+            | Input::Suspended { .. }
+            | Input::GroupGone { .. }
+            | Input::Spawned { .. }
+            | Input::SpawnFailed(_)
+            | Input::Deadline
+            | Input::Start
+            | Input::DepsReady => unchanged(),
+        }
+    }
+
+    fn set_suspended(&mut self, pid: Pid, suspended: bool, actions: &mut Vec<Action>) {
+        if self.suspended != suspended {
+            self.suspended = suspended;
+            actions.push(Action::Report(Event::Suspended { pid, suspended }));
+        }
+    }
+
+    /// The leader of a live program exited on its own.
+    fn leader_exited(
+        &mut self,
+        pid: Pid,
+        since: Instant,
+        how: Termination,
+        left: Leftover,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) -> State {
+        let ran = now.saturating_duration_since(since);
+        match left {
+            Leftover::Nothing => self.after_exit(Some(pid), how, ran, true, now, actions),
+            Leftover::Daemon(left) => {
+                self.last_exit = Some(how);
+                self.failure = Some(Failure::Daemonized(left.clone()));
+                actions.push(Action::Report(Event::Daemonized { pid, left }));
+                actions.push(Action::GiveUp);
+                State::Failed
+            }
+            Leftover::Group => {
+                let signal = self.policy.stop_signal;
+                actions.push(Action::Report(Event::GroupLeft {
+                    pid,
+                    how: how.clone(),
+                    signal,
+                }));
+                self.signal_stop(pid, actions);
+                State::Stopping {
+                    pid,
+                    since,
+                    kill_at: Some(now + self.policy.stop_timeout),
+                    then: AfterStop::Crashed,
+                    leader: Some(LeaderExit { how, ran }),
+                    recheck_at: Some(now + GROUP_RECHECK),
+                }
+            }
+        }
+    }
+
+    fn probe_failed(
+        &mut self,
+        pid: Pid,
+        since: Instant,
+        ready: Option<bool>,
+        reason: String,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) -> State {
+        self.record_probe(false, reason.clone(), now);
+        match ready {
+            None => {
                 let grace = self.policy.probe.map_or(Duration::ZERO, |(_, grace)| grace);
                 if now.saturating_duration_since(since) < grace {
-                    State::Starting { pid, since }
-                } else {
-                    self.count_failure(pid, since, false, reason, now, &mut actions)
+                    return State::Starting { pid, since };
                 }
             }
-            (State::Running { pid, since, ready }, Input::Probe { ok: false, reason }) => {
-                self.record_probe(false, reason.clone(), now);
-                if ready {
-                    actions.push(Action::Report(Event::NotReady {
-                        pid,
-                        reason: reason.clone(),
-                    }));
-                }
-                self.count_failure(pid, since, true, reason, now, &mut actions)
-            }
-            (State::Starting { pid, since } | State::Running { pid, since, .. }, Input::Stop) => {
-                self.stop(pid, since, AfterStop::Stay, now, &mut actions)
-            }
-            (
-                State::Starting { pid, since } | State::Running { pid, since, .. },
-                Input::Restart,
-            ) => self.stop(pid, since, AfterStop::Restart, now, &mut actions),
-            (
-                s @ (State::Starting { .. } | State::Running { .. }),
-                Input::Exited { .. } | Input::Deadline | Input::Start | Input::DepsReady,
-            ) => s,
-
-            // Stopping: wait for the exit, SIGKILL at the deadline.
-            (
-                State::Stopping {
-                    pid, since, then, ..
-                },
-                Input::Exited { pid: dead, how },
-            ) if pid == dead => {
-                let ran = now.saturating_duration_since(since);
-                match then {
-                    AfterStop::Stay => {
-                        self.last_exit = Some(how.clone());
-                        actions.push(Action::Report(Event::Exited {
-                            pid,
-                            how,
-                            ran,
-                            next: Next::Stopped,
-                        }));
-                        State::Stopped
-                    }
-                    AfterStop::Restart => {
-                        self.last_exit = Some(how.clone());
-                        self.total_restarts += 1;
-                        actions.push(Action::Report(Event::Exited {
-                            pid,
-                            how,
-                            ran,
-                            next: Next::Respawn,
-                        }));
-                        actions.push(Action::Spawn);
-                        State::Backoff { until: now }
-                    }
-                    AfterStop::Recover => {
-                        self.after_exit(Some(pid), how, ran, false, now, &mut actions)
-                    }
-                }
-            }
-            (
-                State::Stopping {
-                    pid,
-                    since,
-                    deadline: Some(_),
-                    then,
-                },
-                Input::Deadline,
-            ) => {
-                actions.push(Action::Signal {
-                    pid,
-                    signal: Signal::SIGKILL,
-                });
-                actions.push(Action::Report(Event::Killed {
-                    pid,
-                    after: self.policy.stop_timeout,
-                }));
-                State::Stopping {
-                    pid,
-                    since,
-                    deadline: None,
-                    then,
-                }
-            }
-            (
-                State::Stopping {
-                    pid,
-                    since,
-                    deadline,
-                    ..
-                },
-                Input::Stop,
-            ) => State::Stopping {
+            Some(true) => actions.push(Action::Report(Event::NotReady {
                 pid,
-                since,
-                deadline,
-                then: AfterStop::Stay,
-            },
-            (
-                State::Stopping {
-                    pid,
-                    since,
-                    deadline,
-                    then,
-                },
-                Input::Start | Input::Restart,
-            ) => {
-                let then = if then == AfterStop::Stay {
-                    AfterStop::Restart
-                } else {
-                    then
-                };
-                State::Stopping {
-                    pid,
-                    since,
-                    deadline,
-                    then,
-                }
-            }
-            (
-                s @ State::Stopping { .. },
-                Input::Exited { .. } | Input::Probe { .. } | Input::Deadline | Input::DepsReady,
-            ) => s,
+                reason: reason.clone(),
+            })),
+            Some(false) => {}
+        }
+        self.count_failure(pid, since, ready.is_some(), reason, now, actions)
+    }
 
-            // Backoff: spawn at the deadline, or at once when asked.
-            (State::Backoff { .. }, Input::Deadline | Input::Start | Input::Restart) => {
+    /// Stop signal sent: wait for the leader and its group; SIGKILL at `kill_at`.
+    fn stopping(
+        &mut self,
+        mut s: Stopping,
+        input: Input,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) -> State {
+        match input {
+            Input::Exited { pid, how, left } if pid == s.pid && s.leader.is_none() => {
+                let ran = now.saturating_duration_since(s.since);
+                if left == Leftover::Group {
+                    s.leader = Some(LeaderExit { how, ran });
+                    s.recheck_at = Some(now + GROUP_RECHECK);
+                    return s.into_state();
+                }
+                self.finish_stop(s.pid, s.then, LeaderExit { how, ran }, now, actions)
+            }
+            Input::GroupGone { pgid } if pgid == s.pid => match s.leader.take() {
+                Some(leader) => self.finish_stop(s.pid, s.then, leader, now, actions),
+                None => s.into_state(),
+            },
+            Input::Deadline => {
+                self.stopping_deadline(&mut s, now, actions);
+                s.into_state()
+            }
+            Input::Stop => {
+                s.then = AfterStop::Stay;
+                s.into_state()
+            }
+            Input::Start | Input::Restart => {
+                if s.then == AfterStop::Stay {
+                    s.then = AfterStop::Restart;
+                }
+                s.into_state()
+            }
+            Input::Suspended { pid, suspended } if pid == s.pid => {
+                self.set_suspended(pid, suspended, actions);
+                s.into_state()
+            }
+            Input::Exited { .. }
+            | Input::GroupGone { .. }
+            | Input::Suspended { .. }
+            | Input::Spawned { .. }
+            | Input::SpawnFailed(_)
+            | Input::Probe { .. }
+            | Input::DepsReady => s.into_state(),
+        }
+    }
+
+    fn stopping_deadline(&mut self, s: &mut Stopping, now: Instant, actions: &mut Vec<Action>) {
+        if s.kill_at.is_some_and(|at| at <= now) {
+            s.kill_at = None;
+            actions.push(Action::Signal {
+                pid: s.pid,
+                signal: Signal::SIGKILL,
+            });
+            actions.push(Action::Report(Event::Killed {
+                pid: s.pid,
+                after: self.policy.stop_timeout,
+            }));
+        }
+        if s.recheck_at.is_some_and(|at| at <= now) {
+            s.recheck_at = Some(now + GROUP_RECHECK);
+            actions.push(Action::CheckGroup { pgid: s.pid });
+        }
+    }
+
+    /// The leader and its whole group are gone: what the stop was for decides.
+    fn finish_stop(
+        &mut self,
+        pid: Pid,
+        then: AfterStop,
+        leader: LeaderExit,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) -> State {
+        let LeaderExit { how, ran } = leader;
+        self.suspended = false;
+        match then {
+            AfterStop::Stay => {
+                self.last_exit = Some(how.clone());
+                let next = Next::Stopped;
+                actions.push(Action::Report(Event::Exited {
+                    pid,
+                    how,
+                    ran,
+                    next,
+                }));
+                State::Stopped
+            }
+            AfterStop::Restart => {
+                self.last_exit = Some(how.clone());
+                self.total_restarts += 1;
+                let next = Next::Respawn;
+                actions.push(Action::Report(Event::Exited {
+                    pid,
+                    how,
+                    ran,
+                    next,
+                }));
                 actions.push(Action::Spawn);
                 State::Backoff { until: now }
             }
-            (State::Backoff { .. }, Input::Stop) => State::Stopped,
-            (
-                s @ State::Backoff { .. },
-                Input::Exited { .. } | Input::Probe { .. } | Input::DepsReady,
-            ) => s,
+            AfterStop::Recover => self.after_exit(Some(pid), how, ran, false, now, actions),
+            AfterStop::Crashed => self.after_exit(Some(pid), how, ran, true, now, actions),
+        }
+    }
 
-            // At rest: an operator start begins afresh (dependencies first).
-            (State::Stopped | State::Failed, Input::Start | Input::Restart) => {
+    /// Waiting to restart: spawn at the deadline, or at once when asked.
+    fn backoff(
+        &mut self,
+        until: Instant,
+        input: Input,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) -> State {
+        match input {
+            Input::Deadline | Input::Start | Input::Restart => {
+                actions.push(Action::Spawn);
+                State::Backoff { until: now }
+            }
+            Input::Spawned { pid } => self.spawned(pid, now, actions),
+            Input::SpawnFailed(how) => {
+                self.after_exit(None, how, Duration::ZERO, true, now, actions)
+            }
+            Input::Stop => State::Stopped,
+            Input::Exited { .. }
+            | Input::GroupGone { .. }
+            | Input::Suspended { .. }
+            | Input::Probe { .. }
+            | Input::DepsReady => State::Backoff { until },
+        }
+    }
+
+    /// Stopped, Exited or Failed: an operator start begins afresh (dependencies first).
+    fn at_rest(
+        &mut self,
+        state: State,
+        input: Input,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) -> State {
+        match input {
+            Input::Start | Input::Restart => {
                 self.restarts.clear();
                 self.attempt = 0;
+                self.failure = None;
                 State::Waiting
             }
-            (
-                s @ (State::Stopped | State::Failed),
-                Input::Exited { .. }
-                | Input::Probe { .. }
-                | Input::Deadline
-                | Input::Stop
-                | Input::DepsReady,
-            ) => s,
-        };
-        actions
+            // A spawn requested before the stop was decided still produced a process.
+            Input::Spawned { pid } => {
+                self.failure = None;
+                self.spawned(pid, now, actions)
+            }
+            Input::SpawnFailed(_)
+            | Input::Exited { .. }
+            | Input::GroupGone { .. }
+            | Input::Suspended { .. }
+            | Input::Probe { .. }
+            | Input::Deadline
+            | Input::Stop
+            | Input::DepsReady => state,
+        }
+    }
+
+    fn spawned(&mut self, pid: Pid, now: Instant, actions: &mut Vec<Action>) -> State {
+        self.failures = 0;
+        self.suspended = false;
+        self.last_probe = None; // a new incarnation has not been probed yet
+        actions.push(Action::Report(Event::Started { pid }));
+        if self.policy.probe.is_some() {
+            self.ready_since = None;
+            State::Starting { pid, since: now }
+        } else {
+            self.ready_since = Some(now);
+            State::Running {
+                pid,
+                since: now,
+                ready: true,
+            }
+        }
     }
 
     /// A passing probe: ready (reported when it was not), failure count cleared.
@@ -670,6 +982,9 @@ impl Machine {
     ) -> State {
         self.record_probe(true, reason, now);
         self.failures = 0;
+        if self.ready_since.is_none() {
+            self.ready_since = Some(now);
+        }
         if !was_ready {
             let after = now.saturating_duration_since(since);
             actions.push(Action::Report(Event::Ready { pid, after }));
@@ -719,6 +1034,18 @@ impl Machine {
         }
     }
 
+    /// The stop signal, then SIGCONT so a suspended (T) group can act on it.
+    fn signal_stop(&self, pid: Pid, actions: &mut Vec<Action>) {
+        let signal = self.policy.stop_signal;
+        actions.push(Action::Signal { pid, signal });
+        if signal != Signal::SIGKILL && signal != Signal::SIGCONT {
+            actions.push(Action::Signal {
+                pid,
+                signal: Signal::SIGCONT,
+            });
+        }
+    }
+
     fn stop(
         &mut self,
         pid: Pid,
@@ -729,13 +1056,21 @@ impl Machine {
     ) -> State {
         let signal = self.policy.stop_signal;
         actions.push(Action::Report(Event::Stopping { pid, signal }));
-        actions.push(Action::Signal { pid, signal });
+        self.signal_stop(pid, actions);
         State::Stopping {
             pid,
             since,
-            deadline: Some(now + self.policy.stop_timeout),
+            kill_at: Some(now + self.policy.stop_timeout),
             then,
+            leader: None,
+            recheck_at: None,
         }
+    }
+
+    /// Whether the run that just ended was stable: ready for `reset_after`.
+    fn stable_run(&self, now: Instant) -> bool {
+        self.ready_since
+            .is_some_and(|at| now.saturating_duration_since(at) >= self.policy.backoff.reset_after)
     }
 
     /// The restart rule, after an exit (or a failed spawn: `pid` is `None`).
@@ -752,57 +1087,26 @@ impl Machine {
     ) -> State {
         self.last_exit = Some(how.clone());
         self.failures = 0;
-        if ran >= self.policy.backoff.reset_after {
+        self.suspended = false;
+        if pid.is_some() && self.stable_run(now) {
+            // A stable run forgives: backoff and restart limit start over.
             self.attempt = 0;
+            self.restarts.clear();
         }
+        self.ready_since = None;
         let failed = !how.success() || !by_policy;
         let restart = match self.policy.restart {
             RestartPolicy::Always => true,
             RestartPolicy::OnFailure => failed,
             RestartPolicy::Never => false,
         };
-        let window = self.policy.limit.window;
-        while self
-            .restarts
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= window)
-        {
-            self.restarts.pop_front();
-        }
-        let mut follow = None;
-        let (next, state) = if !restart {
-            (Next::Stay, State::Stopped)
-        } else if self.restarts.len() >= self.policy.limit.max as usize {
-            follow = Some(Action::GiveUp);
-            (
-                Next::GiveUp {
-                    max: self.policy.limit.max,
-                    window,
-                },
-                State::Failed,
-            )
+        let (next, state, follow) = if restart {
+            self.plan_restart(pid.is_none(), now)
+        } else if failed {
+            self.failure = Some(Failure::Crashed);
+            (Next::Stay, State::Failed, None)
         } else {
-            self.restarts.push_back(now);
-            self.total_restarts += 1;
-            self.attempt = self.attempt.saturating_add(1);
-            let mut delay =
-                backoff::delay(&self.policy.backoff, self.attempt, self.jitter.next_unit());
-            if pid.is_none() {
-                // A program that cannot even be executed will not fix itself in
-                // a hot loop: never retry a failed exec sooner than this.
-                delay = delay.max(EXEC_RETRY_FLOOR);
-            }
-            if delay.is_zero() {
-                follow = Some(Action::Spawn);
-            }
-            (
-                Next::Restart {
-                    count: self.restarts.len(),
-                    window,
-                    delay,
-                },
-                State::Backoff { until: now + delay },
-            )
+            (Next::Done, State::Exited, None)
         };
         // The report goes first so the log reads in causal order.
         actions.push(Action::Report(match pid {
@@ -816,6 +1120,67 @@ impl Machine {
         }));
         actions.extend(follow);
         state
+    }
+
+    /// A restart is due: within the limit, Backoff (Spawn at once for a zero
+    /// delay); past it, Failed and GiveUp.
+    fn plan_restart(&mut self, exec_failed: bool, now: Instant) -> (Next, State, Option<Action>) {
+        let window = self.policy.limit.window;
+        while self
+            .restarts
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= window)
+        {
+            self.restarts.pop_front();
+        }
+        let max = self.policy.limit.max;
+        if self.restarts.len() >= max as usize {
+            self.failure = Some(Failure::GaveUp { max, window });
+            return (
+                Next::GiveUp { max, window },
+                State::Failed,
+                Some(Action::GiveUp),
+            );
+        }
+        self.restarts.push_back(now);
+        self.total_restarts += 1;
+        self.attempt = self.attempt.saturating_add(1);
+        let mut delay = backoff::delay(&self.policy.backoff, self.attempt, self.jitter.next_unit());
+        if exec_failed {
+            // A program that cannot even be executed will not fix itself in
+            // a hot loop: never retry a failed exec sooner than this.
+            delay = delay.max(EXEC_RETRY_FLOOR);
+        }
+        let next = Next::Restart {
+            count: self.restarts.len(),
+            window,
+            delay,
+        };
+        let follow = delay.is_zero().then_some(Action::Spawn);
+        (next, State::Backoff { until: now + delay }, follow)
+    }
+}
+
+/// The fields of [`State::Stopping`], while a transition works on them.
+struct Stopping {
+    pid: Pid,
+    since: Instant,
+    kill_at: Option<Instant>,
+    then: AfterStop,
+    leader: Option<LeaderExit>,
+    recheck_at: Option<Instant>,
+}
+
+impl Stopping {
+    fn into_state(self) -> State {
+        State::Stopping {
+            pid: self.pid,
+            since: self.since,
+            kill_at: self.kill_at,
+            then: self.then,
+            leader: self.leader,
+            recheck_at: self.recheck_at,
+        }
     }
 }
 

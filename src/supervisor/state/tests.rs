@@ -58,13 +58,7 @@ async fn waiting_spawns_when_dependencies_are_ready() {
 async fn on_failure_restarts_failures_only() {
     let mut m = Machine::new(policy(RestartPolicy::OnFailure), 1);
     spawned(&mut m, 10);
-    let a = m.step(
-        Input::Exited {
-            pid: 10,
-            how: exit(1),
-        },
-        Instant::now(),
-    );
+    let a = m.step(Input::exited(10, exit(1)), Instant::now());
     assert!(has_spawn(&a), "first restart is immediate: {a:?}");
     spawned(&mut m, 11);
     let killed = Termination::Signaled {
@@ -72,48 +66,37 @@ async fn on_failure_restarts_failures_only() {
         core_dumped: false,
     };
     assert!(
-        has_spawn(&m.step(
-            Input::Exited {
-                pid: 11,
-                how: killed
-            },
-            Instant::now()
-        )) || m.deadline().is_some()
+        has_spawn(&m.step(Input::exited(11, killed), Instant::now())) || m.deadline().is_some()
     );
     let mut m = Machine::new(policy(RestartPolicy::OnFailure), 1);
     spawned(&mut m, 10);
-    let a = m.step(
-        Input::Exited {
-            pid: 10,
-            how: exit(0),
-        },
-        Instant::now(),
-    );
+    let a = m.step(Input::exited(10, exit(0)), Instant::now());
     assert!(!has_spawn(&a));
-    assert_eq!(m.state, State::Stopped);
+    assert_eq!(
+        m.state,
+        State::Exited,
+        "a clean exit under on-failure is done"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn always_restarts_clean_exits_and_never_does_not_restart() {
     let mut m = Machine::new(policy(RestartPolicy::Always), 1);
     spawned(&mut m, 10);
-    assert!(has_spawn(&m.step(
-        Input::Exited {
-            pid: 10,
-            how: exit(0)
-        },
-        Instant::now()
-    )));
+    assert!(has_spawn(
+        &m.step(Input::exited(10, exit(0)), Instant::now())
+    ));
     let mut m = Machine::new(policy(RestartPolicy::Never), 1);
     spawned(&mut m, 10);
-    assert!(!has_spawn(&m.step(
-        Input::Exited {
-            pid: 10,
-            how: exit(3)
-        },
-        Instant::now()
-    )));
-    assert_eq!(m.state, State::Stopped);
+    assert!(!has_spawn(
+        &m.step(Input::exited(10, exit(3)), Instant::now())
+    ));
+    assert_eq!(
+        m.state,
+        State::Failed,
+        "a crash not restarted is a failure, not a stop"
+    );
+    assert_eq!(m.failure, Some(Failure::Crashed));
     assert_eq!(m.last_exit, Some(exit(3)));
 }
 
@@ -126,7 +109,7 @@ async fn backoff_grows_then_resets_after_a_stable_run() {
     for pid in 1..=5 {
         spawned(&mut m, pid);
         advance(Duration::from_millis(10)).await;
-        m.step(Input::Exited { pid, how: exit(1) }, Instant::now());
+        m.step(Input::exited(pid, exit(1)), Instant::now());
         delays.push(
             m.deadline()
                 .map(|d| d - Instant::now())
@@ -141,13 +124,7 @@ async fn backoff_grows_then_resets_after_a_stable_run() {
     assert_eq!(delays, [0, 100, 200, 400, 800]);
     spawned(&mut m, 99);
     advance(Duration::from_secs(6)).await; // longer than reset_after
-    let a = m.step(
-        Input::Exited {
-            pid: 99,
-            how: exit(1),
-        },
-        Instant::now(),
-    );
+    let a = m.step(Input::exited(99, exit(1)), Instant::now());
     assert!(has_spawn(&a), "a stable run resets the backoff: {a:?}");
 }
 
@@ -157,7 +134,7 @@ async fn restart_limit_marks_failed_and_gives_up() {
     let mut gave_up = false;
     for pid in 1..=4 {
         spawned(&mut m, pid);
-        let a = m.step(Input::Exited { pid, how: exit(1) }, Instant::now());
+        let a = m.step(Input::exited(pid, exit(1)), Instant::now());
         gave_up = a.contains(&Action::GiveUp);
         if let Some(until) = m.deadline() {
             advance(until - Instant::now()).await;
@@ -177,7 +154,7 @@ async fn restarts_outside_the_window_do_not_count() {
     for pid in 1..=10 {
         spawned(&mut m, pid);
         advance(Duration::from_secs(30)).await;
-        let a = m.step(Input::Exited { pid, how: exit(1) }, Instant::now());
+        let a = m.step(Input::exited(pid, exit(1)), Instant::now());
         assert!(
             !a.contains(&Action::GiveUp),
             "restart {pid} spaced 30s apart"
@@ -259,13 +236,13 @@ async fn probes_make_ready_and_consecutive_failures_stop_then_restart() {
     assert_eq!(m.deadline(), None);
     // A liveness kill is a failure, even under on-failure with a signal exit.
     let a = m.step(
-        Input::Exited {
-            pid: 7,
-            how: Termination::Signaled {
+        Input::exited(
+            7,
+            Termination::Signaled {
                 signal: 9,
                 core_dumped: false,
             },
-        },
+        ),
         Instant::now(),
     );
     assert!(has_spawn(&a), "{a:?}");
@@ -276,26 +253,14 @@ async fn operator_stop_and_restart() {
     let mut m = Machine::new(policy(RestartPolicy::Always), 1);
     spawned(&mut m, 5);
     m.step(Input::Stop, Instant::now());
-    let a = m.step(
-        Input::Exited {
-            pid: 5,
-            how: exit(0),
-        },
-        Instant::now(),
-    );
+    let a = m.step(Input::exited(5, exit(0)), Instant::now());
     assert!(!has_spawn(&a));
     assert_eq!(m.state, State::Stopped);
     m.step(Input::Start, Instant::now());
     assert!(has_spawn(&m.step(Input::DepsReady, Instant::now())));
     spawned(&mut m, 6);
     m.step(Input::Restart, Instant::now());
-    let a = m.step(
-        Input::Exited {
-            pid: 6,
-            how: exit(0),
-        },
-        Instant::now(),
-    );
+    let a = m.step(Input::exited(6, exit(0)), Instant::now());
     assert!(has_spawn(&a), "operator restart respawns at once: {a:?}");
 }
 
@@ -304,15 +269,7 @@ async fn stale_inputs_are_ignored() {
     let mut m = Machine::new(policy(RestartPolicy::Always), 1);
     spawned(&mut m, 5);
     let before = m.state.clone();
-    assert!(m
-        .step(
-            Input::Exited {
-                pid: 4,
-                how: exit(1)
-            },
-            Instant::now()
-        )
-        .is_empty());
+    assert!(m.step(Input::exited(4, exit(1)), Instant::now()).is_empty());
     assert!(m.step(Input::Deadline, Instant::now()).is_empty());
     assert_eq!(m.state, before);
 }

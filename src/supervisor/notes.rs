@@ -1,0 +1,129 @@
+//! The supervisor's own events (as opposed to one program's [`super::state::Event`]):
+//! typed values, formatted only at the edge.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::stack::AdminVerb;
+use super::state::{human, signal_name};
+use crate::exit::Exit;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Note {
+    /// The first TERM/INT/QUIT; `already`: a shutdown (a give-up) was under way.
+    StopSignal {
+        signal: i32,
+        already: bool,
+    },
+    /// A stop signal repeated within `grace` of the first: ignored.
+    DuplicateSignal {
+        signal: i32,
+        grace: Duration,
+    },
+    /// A stop signal repeated after the grace: SIGKILL to everything.
+    Forcing {
+        signal: i32,
+    },
+    Forwarded {
+        signal: i32,
+        programs: usize,
+    },
+    /// No program declares the signal in `forward_signals`.
+    NotForwarded {
+        signal: i32,
+    },
+    GaveUp {
+        program: Arc<str>,
+        exiting: bool,
+    },
+    Operator {
+        program: Arc<str>,
+        verb: AdminVerb,
+    },
+    ShutdownTimeout,
+    Sweep {
+        signal: Signal,
+    },
+    SweepKill,
+    Exiting {
+        exit: Exit,
+    },
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Note::StopSignal { signal, already: false } => write!(
+                f,
+                "received {}: stopping all programs (dependants first)",
+                signal_name(*signal)
+            ),
+            Note::StopSignal { signal, already: true } => write!(
+                f,
+                "received {}: the shutdown is already under way",
+                signal_name(*signal)
+            ),
+            Note::DuplicateSignal { signal, grace } => write!(
+                f,
+                "received {} again within {}: ignored (send it again later to force)",
+                signal_name(*signal),
+                human(*grace)
+            ),
+            Note::Forcing { signal } => write!(
+                f,
+                "received {} again: forcing (SIGKILL to every program)",
+                signal_name(*signal)
+            ),
+            Note::Forwarded { signal, programs } => write!(
+                f,
+                "received {}: forwarded to {programs} program(s) that declare it",
+                signal_name(*signal)
+            ),
+            Note::NotForwarded { signal } => write!(
+                f,
+                "received {}: no program declares it in forward_signals; ignored",
+                signal_name(*signal)
+            ),
+            Note::GaveUp {
+                program,
+                exiting: true,
+            } => write!(
+                f,
+                "{program} failed: stopping everything and exiting with code 3 (on_give_up = \"exit\")"
+            ),
+            Note::GaveUp {
+                program,
+                exiting: false,
+            } => write!(
+                f,
+                "{program} failed: left as it is (on_give_up = \"stay\"); `selfheal start {program}` brings it back"
+            ),
+            Note::Operator { program, verb } => {
+                let verb = match verb {
+                    AdminVerb::Start => "start",
+                    AdminVerb::Stop => "stop",
+                    AdminVerb::Restart => "restart",
+                };
+                write!(f, "{program}: {verb} requested by the operator")
+            }
+            Note::ShutdownTimeout => write!(
+                f,
+                "shutdown_timeout reached: sending SIGKILL to every program still running"
+            ),
+            Note::Sweep { signal } => write!(
+                f,
+                "all programs stopped; sending {} to leftover processes",
+                signal.as_str()
+            ),
+            Note::SweepKill => write!(f, "leftover processes did not exit: sending SIGKILL"),
+            Note::Exiting { exit } => write!(
+                f,
+                "all programs stopped; exiting with code {}",
+                exit.code()
+            ),
+        }
+    }
+}

@@ -47,7 +47,7 @@ fn orphan_is_reaped_by_the_subreaper() {
     sup.proc.wait_output("(subreaper)", SOON);
     let orphan = orphan_pid(sup.dir.path());
     sup.proc.wait_output(
-        &format!("reaped orphan pid {orphan} (exited with code 0)"),
+        &format!("reaped orphan pid {orphan} of maker's process group (exited with code 0)"),
         SOON,
     );
     assert_no_zombies_of(sup.proc.pid());
@@ -73,7 +73,7 @@ fn orphan_is_reaped_as_pid_1() {
     });
     let orphan = orphan_pid(dir.path());
     proc.wait_output(
-        &format!("reaped orphan pid {orphan} (exited with code 0)"),
+        &format!("reaped orphan pid {orphan} of maker's process group (exited with code 0)"),
         SOON,
     );
     assert_no_zombies_of(init);

@@ -46,6 +46,9 @@ fn stubborn_child_is_killed_after_stop_timeout() {
     let mut sup = start("", &format!("{STUBBORN}stop_timeout = \"500ms\"\n"));
     let pid = sup.wait_pid("stubborn");
     crate::sup_util::wait_file(&sup.path("up"), SOON);
+    // A repeat within the grace is a duplicate (a wrapper and Docker both
+    // sending TERM); only one after it forces.
+    std::thread::sleep(selfheal::supervisor::stack::FORCE_GRACE + Duration::from_millis(200));
     let t0 = Instant::now();
     sup.proc.signal(libc::SIGTERM);
     let code = sup.proc.wait_exit(SOON);
@@ -71,6 +74,10 @@ fn second_sigterm_forces_exit_4() {
     sup.proc.signal(libc::SIGTERM);
     sup.proc
         .wait_output(&format!("stubborn stopping (pid {pid}) with SIGTERM"), SOON);
+    // A repeat within the grace is a duplicate (a wrapper and Docker both
+    // sending TERM); only one after it forces.
+    let grace = selfheal::supervisor::stack::FORCE_GRACE;
+    std::thread::sleep(grace + Duration::from_millis(200));
     let t0 = Instant::now();
     sup.proc.signal(libc::SIGTERM);
     let code = sup.proc.wait_exit(SOON);

@@ -309,3 +309,162 @@ fn event_lines_read_well() {
         "exited with code 1 after 12.3s; restart 3 within 60s; next start in 0ms"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_that_leaves_its_group_waits_for_the_group_before_restarting() {
+    let mut m = Machine::new(policy(RestartPolicy::Always), 1);
+    spawned(&mut m, 10);
+    let a = m.step(
+        Input::Exited {
+            pid: 10,
+            how: exit(1),
+            left: Leftover::Group,
+        },
+        Instant::now(),
+    );
+    assert!(
+        !has_spawn(&a),
+        "no new incarnation while the old group lives: {a:?}"
+    );
+    assert!(a.contains(&Action::Signal {
+        pid: 10,
+        signal: Signal::SIGTERM
+    }));
+    assert!(a.contains(&Action::Signal {
+        pid: 10,
+        signal: Signal::SIGCONT
+    }));
+    assert_eq!(m.state.leader(), None, "the leader is gone");
+    assert_eq!(m.state.pid(), Some(10), "the group is still the program's");
+    // Rechecked, and SIGKILLed to the group at the stop timeout even though the
+    // leader was reaped long ago.
+    advance(GROUP_RECHECK).await;
+    let a = m.step(Input::Deadline, Instant::now());
+    assert_eq!(a, vec![Action::CheckGroup { pgid: 10 }]);
+    advance(Duration::from_secs(2)).await;
+    let a = m.step(Input::Deadline, Instant::now());
+    assert!(
+        a.contains(&Action::Signal {
+            pid: 10,
+            signal: Signal::SIGKILL
+        }),
+        "{a:?}"
+    );
+    let a = m.step(Input::GroupGone { pgid: 10 }, Instant::now());
+    assert!(
+        has_spawn(&a),
+        "the restart rule applies once the group is gone: {a:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_operator_stop_ends_only_when_the_group_is_gone() {
+    let mut m = Machine::new(policy(RestartPolicy::Always), 1);
+    spawned(&mut m, 10);
+    m.step(Input::Restart, Instant::now());
+    let a = m.step(
+        Input::Exited {
+            pid: 10,
+            how: exit(0),
+            left: Leftover::Group,
+        },
+        Instant::now(),
+    );
+    assert!(!has_spawn(&a), "{a:?}");
+    assert!(matches!(m.state, State::Stopping { .. }));
+    let a = m.step(Input::GroupGone { pgid: 10 }, Instant::now());
+    assert!(has_spawn(&a), "{a:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stable_runs_do_not_count_toward_the_restart_limit() {
+    let mut m = Machine::new(policy(RestartPolicy::Always), 1);
+    for pid in 1..=20 {
+        spawned(&mut m, pid);
+        advance(Duration::from_secs(5)).await; // ready for reset_after each time
+        let a = m.step(Input::exited(pid, exit(137)), Instant::now());
+        assert!(!a.contains(&Action::GiveUp), "kill {pid} of a healthy run");
+        assert!(has_spawn(&a), "a stable run restarts at once: {a:?}");
+    }
+    // Unstable runs still count.
+    let mut gave_up = false;
+    for pid in 30..=34 {
+        spawned(&mut m, pid);
+        let a = m.step(Input::exited(pid, exit(1)), Instant::now());
+        gave_up |= a.contains(&Action::GiveUp);
+        if let Some(until) = m.deadline() {
+            advance(until - Instant::now()).await;
+            m.step(Input::Deadline, Instant::now());
+        }
+    }
+    assert!(gave_up);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probed_run_is_stable_only_after_being_ready_for_reset_after() {
+    let mut p = policy(RestartPolicy::Always);
+    p.probe = Some((3, Duration::from_secs(1)));
+    let mut m = Machine::new(p, 1);
+    let mut gave_up = false;
+    for pid in 1..=5 {
+        spawned(&mut m, pid);
+        // Alive for 6 s but never ready: not stable.
+        advance(Duration::from_secs(6)).await;
+        let a = m.step(Input::exited(pid, exit(1)), Instant::now());
+        gave_up |= a.contains(&Action::GiveUp);
+        if let Some(until) = m.deadline() {
+            advance(until - Instant::now()).await;
+            m.step(Input::Deadline, Instant::now());
+        }
+    }
+    assert!(gave_up);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_program_that_daemonizes_fails_plainly() {
+    let mut m = Machine::new(policy(RestartPolicy::Always), 1);
+    spawned(&mut m, 10);
+    let a = m.step(
+        Input::Exited {
+            pid: 10,
+            how: exit(0),
+            left: Leftover::Daemon(vec![12]),
+        },
+        Instant::now(),
+    );
+    assert!(a.contains(&Action::GiveUp));
+    assert!(!has_spawn(&a), "no pile of copies: {a:?}");
+    assert_eq!(m.state, State::Failed);
+    assert_eq!(m.failure, Some(Failure::Daemonized(vec![12])));
+    let line = a
+        .iter()
+        .find_map(|x| match x {
+            Action::Report(e @ Event::Daemonized { .. }) => Some(e.to_string()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert!(line.contains("foreground"), "{line}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_suspended_program_is_shown_suspended_and_not_ready() {
+    let mut m = Machine::new(policy(RestartPolicy::Always), 1);
+    spawned(&mut m, 10);
+    m.step(
+        Input::Suspended {
+            pid: 10,
+            suspended: true,
+        },
+        Instant::now(),
+    );
+    assert_eq!(m.state_name(), "suspended");
+    assert!(!m.is_ready());
+    m.step(
+        Input::Suspended {
+            pid: 10,
+            suspended: false,
+        },
+        Instant::now(),
+    );
+    assert_eq!(m.state_name(), "running");
+}

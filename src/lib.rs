@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`cli`]: command-line surface (clap); `main.rs` only dispatches.
 //! - [`config`]: `supervisor.toml` → validated [`config::Config`]; every error at once, with spans.
-//! - [`supervisor`]: the owner task, the pure state machine (`supervisor::state`), the one
+//! - [`supervisor`]: the runtime over two pure state machines (`supervisor::stack` for the
+//!   whole stack, `supervisor::state` per program), the one
 //!   reaper, spawning, probes, signals and shutdown.
 //! - [`admin`]: the admin HTTP API on a unix socket, and its CLI client.
 //! - [`listenfd`]: inherited listening sockets (`LISTEN_FDS`), shared by app and proxy.

@@ -54,6 +54,76 @@ pub struct RunArgs {
     /// Log format of the supervisor's own lines and of the programs' output.
     #[arg(long, value_enum, default_value_t = LogFormat::Human, env = "SELFHEAL_LOG_FORMAT")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub main: MainArgs,
+}
+
+/// `selfheal [OPTIONS] -- CMD [ARGS…]`: run CMD as the main program, as tini or
+/// dumb-init would; with `--config`, the config's programs run as its sidecars.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct MainArgs {
+    /// The main program and its arguments (after `--`). Its exit code (128+n if
+    /// killed by signal n) becomes the supervisor's.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+    /// After forwarding a stop signal (TERM, INT, QUIT) to the main program,
+    /// SIGKILL its process group if it has not exited within this [default: never].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stop_timeout: Option<std::time::Duration>,
+    /// When the main program exits, the rest of its process group gets SIGTERM,
+    /// then SIGKILL after this.
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
+    pub grace: std::time::Duration,
+    /// Rewrite a received signal before forwarding it: `FROM:TO` by number or
+    /// name (`15:2`, `TERM:INT`); `TO` = 0 drops it. Repeatable.
+    #[arg(long, value_name = "FROM:TO", value_parser = parse_rewrite)]
+    pub rewrite: Vec<(i32, i32)>,
+    /// The signal the main program gets if the supervisor dies (PR_SET_PDEATHSIG).
+    #[arg(long, value_name = "SIGNAL", default_value = "KILL", value_parser = parse_signal)]
+    pub pdeathsig: i32,
+    /// Print the supervisor's own events on stderr (they are silent in this mode).
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. \"500ms\", \"10s\")"))
+}
+
+/// A signal by number (`15`) or name (`TERM`, `SIGTERM`, `RTMIN+3`); 0 only where allowed.
+pub fn parse_signal_or_zero(text: &str) -> Result<i32, String> {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<i32>() {
+        if (0..=libc::SIGRTMAX()).contains(&n) {
+            return Ok(n);
+        }
+        return Err(format!("no signal {n}"));
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    if let Some(offset) = name.strip_prefix("RTMIN+") {
+        let n = offset.parse::<i32>().map_err(|e| e.to_string())? + libc::SIGRTMIN();
+        return (n <= libc::SIGRTMAX())
+            .then_some(n)
+            .ok_or(format!("no signal {text}"));
+    }
+    <nix::sys::signal::Signal as std::str::FromStr>::from_str(&format!("SIG{name}"))
+        .map(|s| s as i32)
+        .map_err(|_| format!("no signal named {text:?}"))
+}
+
+fn parse_signal(text: &str) -> Result<i32, String> {
+    match parse_signal_or_zero(text)? {
+        0 => Err("signal 0 is not a signal".into()),
+        n => Ok(n),
+    }
+}
+
+fn parse_rewrite(text: &str) -> Result<(i32, i32), String> {
+    let (from, to) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?}: expected FROM:TO, e.g. 15:2 or TERM:INT"))?;
+    Ok((parse_signal(from)?, parse_signal_or_zero(to)?))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -15,8 +15,11 @@ pub enum Exit {
     /// A program exceeded its restart limit and `on_give_up = "exit"`: the stack is
     /// stopped so that Docker/Kubernetes restart the container.
     GaveUp,
-    /// A second SIGTERM/SIGINT forced the shutdown: children were SIGKILLed.
+    /// A stop signal repeated after the grace forced the shutdown: children were SIGKILLed.
     Forced,
+    /// The main program's end (`selfheal -- CMD`, or `main = true`): its exit
+    /// code, 128 + n if signal n killed it, 126/127 if it could not be executed.
+    Program(u8),
 }
 
 impl Exit {
@@ -27,6 +30,7 @@ impl Exit {
             Exit::Config => 2,
             Exit::GaveUp => 3,
             Exit::Forced => 4,
+            Exit::Program(code) => code,
         }
     }
 }

@@ -33,7 +33,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid as NixPid;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -631,23 +631,32 @@ fn problem(m: &Machine) -> Option<String> {
     Some(text)
 }
 
-/// Carries out the one kill action.
-fn send(target: Target, signal: Signal) {
+/// Carries out the one kill action. Errors are ignored: ESRCH means it is
+/// already gone, and the reaper will tell.
+fn send(target: Target, signal: i32) {
     match target {
-        // ESRCH: it is already gone; the reaper will tell.
-        Target::Group(pid) => {
-            let _ = killpg(NixPid::from_raw(pid), signal);
-        }
+        Target::Group(pid) => raw_kill(-pid, signal),
         // As PID 1, everything in the namespace; on a host, only our children
         // (orphans re-parented to us as subreaper) — never kill(-1) there.
-        Target::Leftovers if std::process::id() == 1 => {
-            let _ = kill(NixPid::from_raw(-1), signal);
-        }
+        Target::Leftovers if std::process::id() == 1 => raw_kill(-1, signal),
         Target::Leftovers => {
             for pid in reaper::children_of(std::process::id()) {
-                let _ = kill(NixPid::from_raw(pid), signal);
+                raw_kill(pid, signal);
             }
         }
+    }
+}
+
+/// `kill(2)` with a signal number, which may be a real-time signal nix cannot name.
+fn raw_kill(pid: Pid, signal: i32) {
+    match Signal::try_from(signal) {
+        Ok(sig) => {
+            let _ = kill(NixPid::from_raw(pid), sig);
+        }
+        // SAFETY: kill(2) takes plain integers and touches no memory.
+        Err(_) => unsafe {
+            libc::kill(pid, signal);
+        },
     }
 }
 

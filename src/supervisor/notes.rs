@@ -51,6 +51,16 @@ pub enum Note {
     Exiting {
         exit: Exit,
     },
+    /// A signal went to the main program (`sent` after `--rewrite`; 0: dropped).
+    ToMain {
+        signal: i32,
+        sent: i32,
+    },
+    /// `--stop-timeout` passed after a stop signal: SIGKILL to the main program.
+    MainKilled,
+    MainEnded {
+        code: u8,
+    },
 }
 
 impl fmt::Display for Note {
@@ -119,6 +129,25 @@ impl fmt::Display for Note {
                 signal.as_str()
             ),
             Note::SweepKill => write!(f, "leftover processes did not exit: sending SIGKILL"),
+            Note::ToMain { signal, sent } if signal == sent => {
+                write!(f, "received {}: forwarded to the main program", signal_name(*signal))
+            }
+            Note::ToMain { signal, sent: 0 } => {
+                write!(f, "received {}: dropped (--rewrite)", signal_name(*signal))
+            }
+            Note::ToMain { signal, sent } => write!(
+                f,
+                "received {}: sent {} to the main program (--rewrite)",
+                signal_name(*signal),
+                signal_name(*sent)
+            ),
+            Note::MainKilled => write!(
+                f,
+                "the main program did not exit within --stop-timeout: sent SIGKILL to its group"
+            ),
+            Note::MainEnded { code } => {
+                write!(f, "the main program ended (code {code}): stopping the rest")
+            }
             Note::Exiting { exit } => write!(
                 f,
                 "all programs stopped; exiting with code {}",

@@ -23,6 +23,13 @@
 //! (a program is stopped once every program depending on it has no process), and
 //! when no program has a process left, the leftovers are checked.
 //!
+//! With a main program ([`MainRule`]: `selfheal -- CMD`, or `main = true`),
+//! every signal the supervisor receives goes to the main program's process group
+//! while it lives (rewritten by `--rewrite`; a stop signal may arm `--stop-timeout`,
+//! then SIGKILL), a stop signal before it started stops the stack with 128+n, and
+//! its end (exited, failed or stopped) begins the shutdown with its code: the
+//! sidecars are stopped dependants-first and the supervisor exits with that code.
+//!
 //! One notion of "stop requested": a give-up and a stop signal both begin the
 //! same shutdown; forcing is reserved for a *signal* that repeats a stop signal
 //! at least [`FORCE_GRACE`] after the first, so a wrapper and Docker sending TERM
@@ -139,8 +146,9 @@ pub enum Target {
 pub enum StackAction {
     /// Spawn program `index`; answer with `Program { Spawned | SpawnFailed }`.
     Spawn(usize),
-    /// The one way anything is signalled.
-    Kill { target: Target, signal: Signal },
+    /// The one way anything is signalled (a signal number: real-time signals
+    /// have no `nix` name).
+    Kill { target: Target, signal: i32 },
     /// Answer with `Program { GroupGone }` if the group led by `pgid` is empty.
     CheckGroup { index: usize, pgid: Pid },
     /// Answer with [`StackInput::Leftovers`].
@@ -153,6 +161,17 @@ pub enum StackAction {
     Exit(Exit),
 }
 
+/// The main program's rules (tini/dumb-init semantics).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MainRule {
+    /// Its member index.
+    pub index: usize,
+    /// `(from, to)` signal numbers; `to` = 0 drops the signal.
+    pub rewrite: Vec<(i32, i32)>,
+    /// SIGKILL its group this long after a stop signal was forwarded to it.
+    pub stop_timeout: Option<Duration>,
+}
+
 /// The stack: its programs (in start order) and its mode.
 #[derive(Debug, Clone)]
 pub struct Stack {
@@ -162,6 +181,14 @@ pub struct Stack {
     shutdown_timeout: Duration,
     /// When the first stop signal arrived.
     first_stop_signal: Option<Instant>,
+    main: Option<MainRule>,
+    /// `--stop-timeout` after a stop signal went to the main program.
+    kill_main_at: Option<Instant>,
+}
+
+/// An exit code as the one byte a process can return.
+fn code_byte(code: i32) -> u8 {
+    u8::try_from(code & 0xff).unwrap_or(u8::MAX)
 }
 
 /// The signals that stop the stack.
@@ -191,7 +218,26 @@ impl Stack {
             on_give_up,
             shutdown_timeout,
             first_stop_signal: None,
+            main: None,
+            kill_main_at: None,
         }
+    }
+
+    /// Makes `rule.index` the main program.
+    pub fn with_main(mut self, rule: MainRule) -> Stack {
+        self.main = Some(rule);
+        self
+    }
+
+    /// The main program's index, if there is one.
+    pub fn main_index(&self) -> Option<usize> {
+        self.main.as_ref().map(|m| m.index)
+    }
+
+    /// The main program's live process group, if any.
+    fn main_pid(&self) -> Option<Pid> {
+        let index = self.main_index()?;
+        self.members.get(index)?.machine.state.leader()
     }
 
     /// The first actions: start what has no unmet dependency.
@@ -217,6 +263,7 @@ impl Stack {
             .iter()
             .filter_map(|m| m.machine.deadline())
             .chain(own)
+            .chain(self.kill_main_at)
             .min()
     }
 
@@ -255,7 +302,7 @@ impl Stack {
                 }
                 Action::Signal { pid, signal } => out.push(StackAction::Kill {
                     target: Target::Group(pid),
-                    signal,
+                    signal: signal as i32,
                 }),
                 Action::CheckGroup { pgid } => out.push(StackAction::CheckGroup { index, pgid }),
                 Action::Report(event) => out.push(StackAction::Report { index, event }),
@@ -295,6 +342,20 @@ impl Stack {
     }
 
     fn on_signal(&mut self, signal: i32, now: Instant, out: &mut Vec<StackAction>) {
+        if let Some(pid) = self.main_pid() {
+            self.to_main(signal, pid, now, out);
+            return;
+        }
+        if self.main_not_started() && is_stop_signal(signal) && !self.is_stopping() {
+            // As if the main program had been killed by it (128 + n).
+            out.push(StackAction::Note(Note::StopSignal {
+                signal,
+                already: false,
+            }));
+            self.first_stop_signal = Some(now);
+            self.begin_stop(Exit::Program(code_byte(128 + signal)), now);
+            return;
+        }
         if !is_stop_signal(signal) {
             self.forward(signal, out);
             return;
@@ -316,19 +377,70 @@ impl Stack {
         }
     }
 
-    /// Sends `signal` to every live program that declares it in `forward_signals`.
-    fn forward(&mut self, signal: i32, out: &mut Vec<StackAction>) {
-        let Ok(sig) = Signal::try_from(signal) else {
-            out.push(StackAction::Note(Note::NotForwarded { signal }));
+    /// Every signal goes to the main program's group (rewritten as asked); the
+    /// sidecars that declare it get it too.
+    fn to_main(&mut self, signal: i32, pid: Pid, now: Instant, out: &mut Vec<StackAction>) {
+        let sent = self
+            .main
+            .as_ref()
+            .and_then(|m| m.rewrite.iter().find(|(from, _)| *from == signal))
+            .map_or(signal, |(_, to)| *to);
+        out.push(StackAction::Note(Note::ToMain { signal, sent }));
+        if sent == 0 {
+            return;
+        }
+        out.push(StackAction::Kill {
+            target: Target::Group(pid),
+            signal: sent,
+        });
+        let timeout = self.main.as_ref().and_then(|m| m.stop_timeout);
+        if let (true, Some(t), None) = (is_stop_signal(sent), timeout, self.kill_main_at) {
+            self.kill_main_at = Some(now + t);
+        }
+        for m in self.members.iter().filter(|m| m.forward.contains(&signal)) {
+            if let Some(p) = m.machine.state.pid().filter(|p| *p != pid) {
+                out.push(StackAction::Kill {
+                    target: Target::Group(p),
+                    signal,
+                });
+            }
+        }
+    }
+
+    fn main_not_started(&self) -> bool {
+        self.main_index()
+            .and_then(|i| self.members.get(i))
+            .is_some_and(|m| matches!(m.machine.state, State::Waiting | State::Backoff { .. }))
+    }
+
+    /// The main program ended: the stack stops with its code.
+    fn main_ended(&mut self, now: Instant, out: &mut Vec<StackAction>) {
+        let Some(m) = self.main_index().and_then(|i| self.members.get(i)) else {
             return;
         };
+        if !matches!(
+            m.machine.state,
+            State::Exited | State::Failed | State::Stopped
+        ) {
+            return;
+        }
+        let code = m.machine.last_exit.as_ref().map_or(0, |e| e.code());
+        self.kill_main_at = None;
+        out.push(StackAction::Note(Note::MainEnded {
+            code: code_byte(code),
+        }));
+        self.begin_stop(Exit::Program(code_byte(code)), now);
+    }
+
+    /// Sends `signal` to every live program that declares it in `forward_signals`.
+    fn forward(&mut self, signal: i32, out: &mut Vec<StackAction>) {
         let mut programs = 0;
         for m in &self.members {
             if let (true, Some(pid)) = (m.forward.contains(&signal), m.machine.state.pid()) {
                 programs += 1;
                 out.push(StackAction::Kill {
                     target: Target::Group(pid),
-                    signal: sig,
+                    signal,
                 });
             }
         }
@@ -366,7 +478,7 @@ impl Stack {
         if sweeping {
             out.push(StackAction::Kill {
                 target: Target::Leftovers,
-                signal: Signal::SIGKILL,
+                signal: Signal::SIGKILL as i32,
             });
         }
     }
@@ -376,7 +488,7 @@ impl Stack {
             if let Some(pid) = m.machine.state.pid() {
                 out.push(StackAction::Kill {
                     target: Target::Group(pid),
-                    signal: Signal::SIGKILL,
+                    signal: Signal::SIGKILL as i32,
                 });
             }
         }
@@ -407,6 +519,16 @@ impl Stack {
     }
 
     fn on_deadline(&mut self, now: Instant, out: &mut Vec<StackAction>) {
+        if self.kill_main_at.is_some_and(|at| at <= now) {
+            self.kill_main_at = None;
+            if let Some(pid) = self.main_pid() {
+                out.push(StackAction::Note(Note::MainKilled));
+                out.push(StackAction::Kill {
+                    target: Target::Group(pid),
+                    signal: Signal::SIGKILL as i32,
+                });
+            }
+        }
         for i in 0..self.members.len() {
             let due = self
                 .members
@@ -428,7 +550,7 @@ impl Stack {
                 out.push(StackAction::Note(Note::SweepKill));
                 out.push(StackAction::Kill {
                     target: Target::Leftovers,
-                    signal: Signal::SIGKILL,
+                    signal: Signal::SIGKILL as i32,
                 });
             }
             Mode::Up | Mode::Stopping { .. } | Mode::Sweeping { .. } | Mode::Done(_) => {}
@@ -460,7 +582,7 @@ impl Stack {
         out.push(StackAction::Note(Note::Sweep { signal }));
         out.push(StackAction::Kill {
             target: Target::Leftovers,
-            signal,
+            signal: signal as i32,
         });
         self.mode = Mode::Sweeping {
             exit,
@@ -471,6 +593,9 @@ impl Stack {
 
     /// Moves the stack on after an input (see the module docs).
     fn settle(&mut self, now: Instant, out: &mut Vec<StackAction>) {
+        if self.mode == Mode::Up {
+            self.main_ended(now, out);
+        }
         match self.mode {
             Mode::Up => self.start_ready(now, out),
             Mode::Stopping {

@@ -53,10 +53,11 @@ fn spawns(actions: &[StackAction]) -> Vec<usize> {
 }
 
 fn kills(actions: &[StackAction]) -> Vec<(Target, Signal)> {
+    let name = |n: i32| Signal::try_from(n).unwrap_or(Signal::SIGSYS);
     actions
         .iter()
         .filter_map(|a| match a {
-            StackAction::Kill { target, signal } => Some((*target, *signal)),
+            StackAction::Kill { target, signal } => Some((*target, name(*signal))),
             _ => None,
         })
         .collect()

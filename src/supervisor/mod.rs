@@ -7,6 +7,8 @@
 //! - [`state`]: the lifecycle (pure), with its transition table.
 //! - [`backoff`]: restart delays.
 //! - [`spawn`]: fork/exec with a clean child.
+//! - [`exec_error`]: why an exec failed, in words.
+//! - `hygiene`: undo the launcher's signal mask, dispositions and descriptors.
 //! - [`reaper`]: the one `waitpid(-1)` drain.
 //! - [`health`]: probe tasks.
 //! - [`sockets`]: listen sockets kept across restarts.
@@ -14,7 +16,9 @@
 //! - [`shutdown`]: ordered stop, force, final sweep.
 
 pub mod backoff;
+pub mod exec_error;
 pub mod health;
+mod hygiene;
 pub mod logs;
 pub mod reaper;
 mod shutdown;
@@ -73,6 +77,10 @@ pub enum AdminError {
 
 /// `selfheal [run]`: load the config (exit 2 on error) and supervise until told to stop.
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // First, before any thread or descriptor of ours exists (then the low fds).
+    for problem in hygiene::reset_inherited_state() {
+        eprintln!("selfheal: {problem}");
+    }
     sockets::reserve_low_fds();
     let path = args.config.resolve();
     let config = match config::load(&path) {

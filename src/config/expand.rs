@@ -1,9 +1,17 @@
 //! `${VAR}` / `${VAR:-default}` expansion from the environment; `$$` is a literal `$`.
 //! `${SELFHEAL}` is the path of the running binary, so the app and the proxy can be
 //! written `["${SELFHEAL}", "app"]`.
+//!
+//! The environment is bytes, the config is text: a variable whose value is not
+//! UTF-8 cannot be put into a config string without changing it, so expanding
+//! it is a config error that names the variable (never a lossy substitution,
+//! never a panic). Such a variable is still passed to programs unchanged.
 
-/// Expands `text`; the error names the first variable that is unset and has no default.
-pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+use std::ffi::OsString;
+
+/// Expands `text`; the error names the first variable that is unset (and has
+/// no default) or whose value is not UTF-8. `lookup` gives a variable's raw value.
+pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<OsString>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find('$') {
@@ -23,8 +31,18 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("invalid variable name {name:?} in {text:?}"));
             }
+            let value = match lookup(name).map(OsString::into_string) {
+                Some(Ok(value)) => Some(value),
+                Some(Err(raw)) => {
+                    return Err(format!(
+                        "environment variable {name} is not valid UTF-8 ({raw:?}); \
+                         a config value must be text"
+                    ))
+                }
+                None => None,
+            };
             match (
-                lookup(name).filter(|v| !v.is_empty() || default.is_none()),
+                value.filter(|v| !v.is_empty() || default.is_none()),
                 default,
             ) {
                 (Some(value), _) => out.push_str(&value),
@@ -60,27 +78,27 @@ fn closing_brace(body: &str) -> Option<usize> {
     None
 }
 
-/// The process environment plus `SELFHEAL` = this binary.
-pub fn process_env(name: &str) -> Option<String> {
+/// The process environment (raw bytes) plus `SELFHEAL` = this binary.
+pub fn process_env(name: &str) -> Option<OsString> {
     if name == "SELFHEAL" {
-        if let Ok(value) = std::env::var("SELFHEAL") {
+        if let Some(value) = std::env::var_os("SELFHEAL") {
             return Some(value);
         }
-        return std::env::current_exe()
-            .ok()
-            .map(|p| p.display().to_string());
+        return std::env::current_exe().ok().map(|p| p.into_os_string());
     }
-    std::env::var(name).ok()
+    std::env::var_os(name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn env(name: &str) -> Option<String> {
+    fn env(name: &str) -> Option<OsString> {
+        use std::os::unix::ffi::OsStringExt;
         match name {
             "HOME" => Some("/root".into()),
-            "EMPTY" => Some(String::new()),
+            "EMPTY" => Some(OsString::new()),
+            "LATIN1" => Some(OsString::from_vec(b"caf\xe9".to_vec())),
             _ => None,
         }
     }
@@ -99,5 +117,10 @@ mod tests {
         assert_eq!(expand("${NOPE:-a${HOME}b}/c", &env).unwrap(), "a/rootb/c");
         assert_eq!(expand("${HOME:-a${NOPE}b}", &env).unwrap(), "/root");
         assert!(expand("${A-B}", &env).is_err());
+        let err = expand("/data/${LATIN1}", &env).unwrap_err();
+        assert!(err.contains("LATIN1 is not valid UTF-8"), "{err}");
+        assert!(err.contains(r"caf\xE9"), "{err}");
+        // Not expanded, not looked at.
+        assert_eq!(expand("${HOME:-${LATIN1}}", &env).unwrap(), "/root");
     }
 }

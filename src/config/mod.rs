@@ -33,7 +33,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 pub fn parse(
     source: &str,
     path: &Path,
-    lookup: &dyn Fn(&str) -> Option<String>,
+    lookup: &dyn Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Result<Config, ConfigError> {
     let mut reader = read::Reader::new(source, lookup);
     let (root, syntax_errors) = toml::de::DeTable::parse_recoverable(source);

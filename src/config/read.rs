@@ -27,7 +27,7 @@ const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Reading context: diagnostics plus the variable lookup used for `${VAR}`.
 pub struct Reader<'s, 'e> {
     pub diags: Diagnostics<'s>,
-    lookup: &'e dyn Fn(&str) -> Option<String>,
+    lookup: &'e dyn Fn(&str) -> Option<std::ffi::OsString>,
 }
 
 /// The keys of one table, with bookkeeping of what was read.
@@ -78,7 +78,7 @@ impl<'t, 'i> Fields<'t, 'i> {
 }
 
 impl<'s, 'e> Reader<'s, 'e> {
-    pub fn new(source: &'s str, lookup: &'e dyn Fn(&str) -> Option<String>) -> Self {
+    pub fn new(source: &'s str, lookup: &'e dyn Fn(&str) -> Option<std::ffi::OsString>) -> Self {
         Reader {
             diags: Diagnostics::new(source),
             lookup,

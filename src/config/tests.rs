@@ -1,7 +1,7 @@
 use super::*;
 use std::path::Path;
 
-fn env(name: &str) -> Option<String> {
+fn env(name: &str) -> Option<std::ffi::OsString> {
     match name {
         "SELFHEAL" => Some("/usr/bin/selfheal".into()),
         "DATA" => Some("/srv".into()),

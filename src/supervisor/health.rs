@@ -231,9 +231,10 @@ async fn exec(argv: &[String], waiters: &ExecWaiters) -> Result<String, String> 
     let guard = KillOnDrop(pid);
     let how = rx.await.map_err(|_| "probe process lost".to_string())?;
     std::mem::forget(guard); // it exited: nothing to kill
+    let program = argv.first().map_or("", String::as_str);
     if how.success() {
-        Ok(format!("{} exited 0", argv[0]))
+        Ok(format!("{program} exited 0"))
     } else {
-        Err(format!("{} {how}", argv[0]))
+        Err(format!("{program} {how}"))
     }
 }

@@ -1,24 +1,54 @@
 //! The supervisor's output: programs' lines prefixed with their name
 //! (`app    | …`), interleaved with the supervisor's event lines, or one JSON
 //! object per line with `--log-format json`.
+//!
+//! Two bounds keep PID 1's memory flat and its loop free whatever programs
+//! print:
+//! - a program's line is cut every [`MAX_LINE`] bytes (16 KiB, Docker's
+//!   limit). Every piece but the last of a cut line is marked: in human format
+//!   it ends with `…`, in JSON it has `"partial": true` (Docker's log drivers
+//!   mark such pieces as partial messages too).
+//! - everything goes to stdout through a bounded, non-blocking [`Writer`]: a
+//!   slow stdout slows the chatty program down (through its own pipe), a
+//!   stalled one costs dropped lines, reported as one line
+//!   `selfheal | N lines dropped …` where the gap is; never a blocked supervisor.
 
-use std::io::Write;
+mod writer;
+
 use std::sync::Arc;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 
 use crate::cli::LogFormat;
+pub use writer::Writer;
+
+/// Longest piece of a program's line written as one line, in bytes.
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// Bytes asked of the pipe per read.
+const READ_CHUNK: usize = 8 * 1024;
 
 /// Where every line goes. Cheap to clone into reader tasks.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Output {
     format: LogFormat,
     width: usize,
+    writer: Arc<Writer>,
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output")
+            .field("format", &self.format)
+            .field("width", &self.width)
+            .finish_non_exhaustive()
+    }
 }
 
 const SELF: &str = "selfheal";
 
 impl Output {
+    /// Output to the process's stdout, through its own writer thread.
     pub fn new(format: LogFormat, names: &[&str]) -> Output {
         let width = names
             .iter()
@@ -26,53 +56,95 @@ impl Output {
             .chain([SELF.len()])
             .max()
             .unwrap_or(SELF.len());
-        Output { format, width }
+        let note = move |n: u64| {
+            let text = format!(
+                "{n} lines dropped (stdout was not read fast enough; the supervisor never waits for it)"
+            );
+            format_line(format, width, SELF, "event", &text, false)
+        };
+        Output {
+            format,
+            width,
+            writer: Arc::new(Writer::stdout(Box::new(note))),
+        }
     }
 
-    /// A line a program printed.
-    pub fn program_line(&self, program: &str, line: &str) {
-        self.write(program, "output", line);
+    /// A line a program printed; `partial` when it was cut at [`MAX_LINE`]
+    /// and continues in the next line. Waits for room while stdout makes
+    /// progress (see [`Writer::push_program`]); called by reader tasks only.
+    pub async fn program_line(&self, program: &str, line: &str, partial: bool) {
+        let line = format_line(self.format, self.width, program, "output", line, partial);
+        self.writer.push_program(line).await;
     }
 
     /// A supervisor event about `program` (`app exited with code 1 …`).
     pub fn event(&self, program: &str, text: &str) {
         match self.format {
-            LogFormat::Human => self.write(SELF, "event", &format!("{program} {text}")),
-            LogFormat::Json => self.json(program, "event", text),
+            LogFormat::Human => self.emit(SELF, "event", &format!("{program} {text}"), false),
+            LogFormat::Json => self.emit(program, "event", text, false),
         }
     }
 
     /// A supervisor line about itself.
     pub fn note(&self, text: &str) {
-        self.write(SELF, "event", text);
+        self.emit(SELF, "event", text, false);
     }
 
-    fn write(&self, source: &str, kind: &str, text: &str) {
-        match self.format {
-            LogFormat::Human => {
-                let line = format!("{source:<width$} | {text}\n", width = self.width);
-                // Errors (a closed stdout) must not take PID 1 down: ignored.
-                let _ = std::io::stdout().lock().write_all(line.as_bytes());
-            }
-            LogFormat::Json => self.json(source, kind, text),
+    /// Waits (at most `timeout`) until every line so far is written.
+    pub fn flush(&self, timeout: std::time::Duration) -> bool {
+        self.writer.flush(timeout)
+    }
+
+    fn emit(&self, source: &str, kind: &str, text: &str, partial: bool) {
+        self.writer.push(format_line(
+            self.format,
+            self.width,
+            source,
+            kind,
+            text,
+            partial,
+        ));
+    }
+}
+
+/// One output line with its `\n`.
+fn format_line(
+    format: LogFormat,
+    width: usize,
+    source: &str,
+    kind: &str,
+    text: &str,
+    partial: bool,
+) -> Vec<u8> {
+    match format {
+        LogFormat::Human => {
+            let mark = if partial { "…" } else { "" };
+            format!("{source:<width$} | {text}{mark}\n").into_bytes()
         }
-    }
-
-    fn json(&self, program: &str, kind: &str, text: &str) {
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        let value =
-            serde_json::json!({ "ts_ms": ts, "program": program, "kind": kind, "message": text });
-        let _ = writeln!(std::io::stdout().lock(), "{value}");
+        LogFormat::Json => {
+            let ts = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let mut value = serde_json::json!({
+                "ts_ms": ts, "program": source, "kind": kind, "message": text
+            });
+            if partial {
+                value["partial"] = serde_json::Value::Bool(true);
+            }
+            let mut line = value.to_string().into_bytes();
+            line.push(b'\n');
+            line
+        }
     }
 }
 
 /// Copies a program's output to [`Output`] line by line until the pipe closes
-/// (when the program and every descendant holding it have exited).
+/// (when the program and every descendant holding it have exited). Lines
+/// longer than [`MAX_LINE`] are cut into marked pieces, so at most about
+/// twice `MAX_LINE + READ_CHUNK` bytes are held per program, whatever it prints.
 pub fn pump(output: Output, program: Arc<str>, reader: std::io::PipeReader) {
     let fd: std::os::fd::OwnedFd = reader.into();
-    let pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+    let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
         Ok(pipe) => pipe,
         Err(e) => {
             output.event(&program, &format!("cannot read its output: {e}"));
@@ -80,17 +152,141 @@ pub fn pump(output: Output, program: Arc<str>, reader: std::io::PipeReader) {
         }
     };
     tokio::spawn(async move {
-        let mut reader = BufReader::with_capacity(8 * 1024, pipe);
-        let mut buf = Vec::with_capacity(256);
+        // Allocated at the first byte: a quiet program costs no buffer.
+        let mut pending: Vec<u8> = Vec::new();
         loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf).await {
+            pending.reserve(READ_CHUNK);
+            match pipe.read_buf(&mut pending).await {
                 Ok(0) | Err(_) => break,
+                Ok(_) if output.writer.stalled() => {
+                    // Dropped anyway: count the lines without formatting them.
+                    let mut lines = 0;
+                    let used = split_lines(&pending, |_, _| lines += 1);
+                    pending.drain(..used);
+                    output.writer.count_dropped(lines);
+                }
                 Ok(_) => {
-                    let text = String::from_utf8_lossy(&buf);
-                    output.program_line(&program, text.trim_end_matches(['\n', '\r']));
+                    let mut pieces = Vec::new();
+                    let used = split_lines(&pending, |line, partial| {
+                        pieces.push((String::from_utf8_lossy(line).into_owned(), partial))
+                    });
+                    pending.drain(..used);
+                    for (line, partial) in pieces {
+                        output.program_line(&program, &line, partial).await;
+                    }
                 }
             }
         }
+        if !pending.is_empty() {
+            // The last line, unterminated: complete, since the stream ended.
+            let line = String::from_utf8_lossy(&pending);
+            output
+                .program_line(&program, line.trim_end_matches('\r'), false)
+                .await;
+        }
     });
+}
+
+/// Emits every complete line of `buf` (without `\n` and a `\r` before it) and
+/// every [`MAX_LINE`] piece of an over-long one (`partial = true`); returns how
+/// many bytes were consumed. What is left is at most `MAX_LINE` bytes without a
+/// newline.
+fn split_lines(buf: &[u8], mut emit: impl FnMut(&[u8], bool)) -> usize {
+    let mut start = 0;
+    loop {
+        let rest = buf.get(start..).unwrap_or_default();
+        // One byte more than a piece: a line of exactly MAX_LINE is not cut.
+        let window = rest.get(..=MAX_LINE).unwrap_or(rest);
+        if let Some(nl) = window.iter().position(|&b| b == b'\n') {
+            let line = window.get(..nl).unwrap_or_default();
+            emit(line.strip_suffix(b"\r").unwrap_or(line), false);
+            start += nl + 1;
+        } else if rest.len() > MAX_LINE {
+            let piece = rest.get(..MAX_LINE).unwrap_or(rest);
+            let cut = utf8_cut(piece);
+            emit(piece.get(..cut).unwrap_or(piece), true);
+            start += cut;
+        } else {
+            return start;
+        }
+    }
+}
+
+/// Where to cut a full window so that a UTF-8 character is not split: before
+/// an unfinished multi-byte sequence at its end (at most 3 bytes back), else at
+/// its end. Invalid bytes are cut anywhere (they are shown as U+FFFD anyway).
+fn utf8_cut(window: &[u8]) -> usize {
+    let end = window.len();
+    for back in 1..=3.min(end) {
+        let i = end - back;
+        let Some(&b) = window.get(i) else { break };
+        if b & 0xC0 == 0x80 {
+            continue; // a continuation byte: look further back for the lead
+        }
+        let needs = match b {
+            0xF0..=0xF7 => 4,
+            0xE0..=0xEF => 3,
+            0xC0..=0xDF => 2,
+            _ => 1,
+        };
+        return if back < needs && i > 0 { i } else { end };
+    }
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(buf: &[u8]) -> (Vec<(Vec<u8>, bool)>, usize) {
+        let mut out = Vec::new();
+        let used = split_lines(buf, |l, p| out.push((l.to_vec(), p)));
+        (out, used)
+    }
+
+    #[test]
+    fn complete_lines_lose_their_line_ending() {
+        let (lines, used) = split(b"a\r\nb\n\rc\ntail");
+        assert_eq!(
+            lines,
+            vec![
+                (b"a".to_vec(), false),
+                (b"b".to_vec(), false),
+                (b"\rc".to_vec(), false)
+            ]
+        );
+        assert_eq!(used, 8);
+    }
+
+    #[test]
+    fn long_lines_are_cut_into_marked_pieces() {
+        let mut buf = vec![b'x'; MAX_LINE * 2 + 5];
+        buf.push(b'\n');
+        let (exact, _) = split(&[vec![b'y'; MAX_LINE], b"\n".to_vec()].concat());
+        assert_eq!(exact, vec![(vec![b'y'; MAX_LINE], false)]);
+        let (lines, used) = split(&buf);
+        let shape: Vec<(usize, bool)> = lines.iter().map(|(l, p)| (l.len(), *p)).collect();
+        assert_eq!(shape, vec![(MAX_LINE, true), (MAX_LINE, true), (5, false)]);
+        assert_eq!(used, buf.len());
+        // Without a newline, the short tail waits for more.
+        let (lines, used) = split(&buf[..MAX_LINE + 7]);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(used, MAX_LINE);
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_character() {
+        let mut buf = vec![b'x'; MAX_LINE - 1];
+        buf.extend_from_slice("é".as_bytes()); // 2 bytes straddling the limit
+        buf.extend_from_slice(b"yz");
+        let (lines, used) = split(&buf);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].0.len(), MAX_LINE - 1);
+        assert!(lines[0].1);
+        assert_eq!(used, MAX_LINE - 1);
+        assert_eq!(utf8_cut(&[b'a'; 4]), 4);
+        assert_eq!(utf8_cut("aé".as_bytes()), 3);
+        assert_eq!(utf8_cut(&"a€".as_bytes()[..3]), 1);
+        assert_eq!(utf8_cut(&[0xff, 0xff]), 2);
+    }
 }

@@ -12,12 +12,16 @@
 //! - [`spawn`]: fork/exec with a clean child.
 //! - [`reaper`]: the one `waitid`/`waitpid(-1)` drain, plus /proc look-ups.
 //! - [`signals`]: a handler for every catchable signal.
+//! - [`exec_error`]: why an exec failed, in words.
+//! - `hygiene`: undo the launcher's signal mask, dispositions and descriptors.
 //! - [`health`]: probe tasks.
 //! - [`sockets`]: listen sockets kept across restarts.
 //! - [`logs`]: prefixed program output and event lines.
 
 pub mod backoff;
+pub mod exec_error;
 pub mod health;
+mod hygiene;
 pub mod logs;
 pub mod notes;
 pub mod reaper;
@@ -79,6 +83,10 @@ pub enum AdminError {
 
 /// `selfheal [run]`: load the config (exit 2 on error) and supervise until told to stop.
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // First, before any thread or descriptor of ours exists (then the low fds).
+    for problem in hygiene::reset_inherited_state() {
+        eprintln!("selfheal: {problem}");
+    }
     sockets::reserve_low_fds();
     let path = args.config.resolve();
     let config = match config::load(&path) {
@@ -198,6 +206,8 @@ async fn run(config: Config, args: RunArgs) -> Exit {
         }
     };
     let _ = std::fs::remove_file(&admin_socket);
+    // The last lines (the exit note among them) reach stdout, within a bound.
+    sup.output.flush(Duration::from_secs(1));
     exit
 }
 

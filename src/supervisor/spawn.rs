@@ -6,10 +6,21 @@
 //! fork and exec only async-signal-safe calls run (no allocation, no locks), and
 //! the child finishes with its own `execve` so that `LISTEN_PID` can be written
 //! into a pre-allocated environment slot once the child knows its pid.
-//! std's `Command` still does the rest (stdio, uid/gid, cwd, process group) and
-//! reports an exec error back through its close-on-exec pipe.
+//! std's `Command` still does the rest (stdio, process group) and reports an
+//! exec error back through its close-on-exec pipe; [`exec_error::diagnose`]
+//! turns that errno into the real cause.
+//!
+//! The environment is bytes: the supervisor's own variables are passed on as
+//! they are (`vars_os`), whether or not they are UTF-8.
+//!
+//! `user =` has `initgroups(3)` semantics, as `login`, `su` and `runuser` do: the
+//! supplementary groups are the user's groups from the group database (so
+//! `user = "postgres"` keeps `ssl-cert`), the primary group is the user's
+//! unless `group =` names another, and the user's primary group stays among
+//! the supplementary ones. The group list is read before `fork`; the child only
+//! makes the `setgroups`/`setgid`/`setuid` system calls.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CString, OsStr, OsString};
 use std::io::PipeReader;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -17,6 +28,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use super::exec_error;
 use super::state::{Pid, Termination};
 
 /// First descriptor number of inherited sockets (the systemd convention).
@@ -45,22 +57,24 @@ pub struct Child {
 /// Spawns `spec`. Any failure before the program runs is an
 /// [`Termination::ExecFailed`] with a message naming the cause.
 pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
-    let mut env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| !k.starts_with("LISTEN_") && k != "NOTIFY_SOCKET")
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| !k.as_bytes().starts_with(b"LISTEN_") && k != "NOTIFY_SOCKET")
         .collect();
-    let mut set = |k: &str, v: String| {
+    let mut set = |k: &str, v: OsString| {
         env.retain(|(key, _)| key != k);
-        env.push((k.to_string(), v));
+        env.push((k.into(), v));
     };
-    let mut cmd = Command::new(spec.argv.first().map_or("", String::as_str));
+    let mut credentials = Credentials::default();
+    let mut user_name = None;
     if let Some(name) = spec.user {
         let user = resolve_user(name)?;
-        set("HOME", user.dir.display().to_string());
-        set("USER", user.name.clone());
-        set("LOGNAME", user.name.clone());
+        set("HOME", user.dir.clone().into_os_string());
+        set("USER", user.name.clone().into());
+        set("LOGNAME", user.name.clone().into());
         if nix::unistd::geteuid().is_root() {
-            cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+            credentials = Credentials::of_user(&user)?;
         }
+        user_name = Some(user.name);
     }
     if let Some(name) = spec.group {
         let group = nix::unistd::Group::from_name(name)
@@ -68,16 +82,16 @@ pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
             .flatten()
             .ok_or_else(|| failed(127, format!("no such group {name:?}")))?;
         if nix::unistd::geteuid().is_root() {
-            cmd.gid(group.gid.as_raw());
+            credentials.gid = Some(group.gid.as_raw());
         }
     }
     for (k, v) in spec.env {
-        set(k, v.clone());
+        set(k, v.into());
     }
     if !spec.listen.is_empty() {
-        set("LISTEN_FDS", spec.listen.len().to_string());
+        set("LISTEN_FDS", spec.listen.len().to_string().into());
         let names: Vec<&str> = spec.listen.iter().map(|(_, n)| n.as_str()).collect();
-        set("LISTEN_FDNAMES", names.join(":"));
+        set("LISTEN_FDNAMES", names.join(":").into());
     }
     if let Some(dir) = spec.workdir {
         if !dir.is_dir() {
@@ -86,12 +100,11 @@ pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
                 format!("workdir {}: no such directory", dir.display()),
             ));
         }
-        cmd.current_dir(dir);
     }
     let path_var = env
         .iter()
         .find(|(k, _)| k == "PATH")
-        .map_or(DEFAULT_PATH, |(_, v)| v.as_str());
+        .map_or(OsStr::new(DEFAULT_PATH), |(_, v)| v.as_os_str());
     let program = resolve_program(
         spec.argv.first().map_or("", String::as_str),
         path_var,
@@ -99,7 +112,10 @@ pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
     )?;
     let listen_fds: Vec<RawFd> = spec.listen.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
     let mut image = ExecImage::new(&program, spec.argv, &env, listen_fds)?;
+    image.credentials = credentials;
+    image.workdir = spec.workdir.map(|d| cstring(d.as_os_str())).transpose()?;
 
+    let mut cmd = Command::new(&program);
     cmd.stdin(Stdio::null()).process_group(0);
     let output = if spec.capture {
         let (reader, writer) = std::io::pipe().map_err(|e| failed(126, format!("pipe: {e}")))?;
@@ -114,8 +130,9 @@ pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
     };
     let parent = nix::unistd::getpid().as_raw();
     // SAFETY: the closure runs in the forked child before exec. It only makes
-    // async-signal-safe calls (rt_sigaction, sigprocmask, prctl, getppid, getpid, dup2,
-    // fcntl, execve) on memory prepared before the fork; it allocates nothing.
+    // async-signal-safe calls (rt_sigaction, sigprocmask, setgroups, setgid,
+    // setuid, chdir, prctl, getppid, getpid, dup2, fcntl, execve) on memory
+    // prepared before the fork; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || image.exec_in_child(parent));
     }
@@ -126,30 +143,49 @@ pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
             pid: child.id() as Pid,
             output,
         }),
-        Err(e) => {
-            let code = if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
-            Err(failed(
-                code,
-                format!("{}: {}", program.display(), describe(&e)),
-            ))
-        }
+        Err(e) => Err(child_error(
+            &e,
+            &program,
+            spec.workdir,
+            user_name.as_deref(),
+        )),
     }
+}
+
+/// The child's error as the operator should read it: a failed set-up step
+/// (see [`Step`]) or the diagnosed `execve` failure.
+fn child_error(
+    e: &std::io::Error,
+    program: &Path,
+    workdir: Option<&Path>,
+    user: Option<&str>,
+) -> Termination {
+    let Some(raw) = e.raw_os_error() else {
+        return failed(126, format!("{}: {e}", program.display()));
+    };
+    if let Some((step, errno)) = Step::decode(raw) {
+        let errno = std::io::Error::from_raw_os_error(errno);
+        let who = user.map_or(String::new(), |u| format!(" as user {u}"));
+        let what = match step {
+            Step::Credentials => format!("cannot switch to the configured user/group: {errno}"),
+            Step::Workdir => format!(
+                "cannot enter workdir {}{who}: {errno}",
+                workdir.map_or(String::new(), |d| d.display().to_string())
+            ),
+            Step::Setup => format!("cannot prepare the child process: {errno}"),
+        };
+        return failed(126, what);
+    }
+    let on_disk = match workdir {
+        Some(dir) if program.is_relative() => dir.join(program),
+        _ => program.to_path_buf(),
+    };
+    let diagnosis = exec_error::diagnose(&on_disk, raw);
+    failed(diagnosis.code, diagnosis.message)
 }
 
 fn failed(code: i32, error: String) -> Termination {
     Termination::ExecFailed { code, error }
-}
-
-fn describe(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".to_string(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-        _ => e.to_string(),
-    }
 }
 
 fn resolve_user(name: &str) -> Result<nix::unistd::User, Termination> {
@@ -163,7 +199,7 @@ fn resolve_user(name: &str) -> Result<nix::unistd::User, Termination> {
 /// others along `PATH`. Checked here so the error is precise and no fork is wasted.
 fn resolve_program(
     name: &str,
-    path_var: &str,
+    path_var: &OsStr,
     workdir: Option<&Path>,
 ) -> Result<PathBuf, Termination> {
     if name.is_empty() {
@@ -183,11 +219,78 @@ fn resolve_program(
         };
     }
     path_var
-        .split(':')
+        .as_bytes()
+        .split(|&b| b == b':')
         .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(name))
+        .map(|d| Path::new(OsStr::from_bytes(d)).join(name))
         .find(|p| executable(p))
         .ok_or_else(|| failed(127, format!("{name}: no such file (searched PATH)")))
+}
+
+/// Credentials the child takes before exec; `None` leaves that one unchanged.
+#[derive(Debug, Default)]
+struct Credentials {
+    /// Supplementary groups (`initgroups` semantics).
+    groups: Option<Vec<libc::gid_t>>,
+    gid: Option<libc::gid_t>,
+    uid: Option<libc::uid_t>,
+}
+
+impl Credentials {
+    /// `user`'s uid, primary gid and group list (`getgrouplist(3)`, which
+    /// always includes the primary gid), read now, before any fork.
+    fn of_user(user: &nix::unistd::User) -> Result<Credentials, Termination> {
+        let name = cstring(OsStr::new(&user.name))?;
+        let groups = nix::unistd::getgrouplist(&name, user.gid).map_err(|e| {
+            failed(
+                126,
+                format!("cannot read the groups of user {:?}: {e}", user.name),
+            )
+        })?;
+        Ok(Credentials {
+            groups: Some(groups.iter().map(|g| g.as_raw()).collect()),
+            gid: Some(user.gid.as_raw()),
+            uid: Some(user.uid.as_raw()),
+        })
+    }
+}
+
+/// A set-up step in the child that failed before `execve`. Its errno reaches
+/// the parent through std's exec-error pipe, which carries one `i32`; the step
+/// is encoded in the bits above any errno ([`Step::encode`]), so the parent can
+/// say "cannot enter workdir" instead of misreading the errno as the program's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Setup = 1,
+    Credentials = 2,
+    Workdir = 3,
+}
+
+/// Errnos are below 4096 (the kernel's `MAX_ERRNO`); steps live above.
+const STEP_SHIFT: u32 = 16;
+
+impl Step {
+    /// The errno of the current thread, tagged with this step.
+    fn error(self) -> std::io::Error {
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        std::io::Error::from_raw_os_error(((self as i32) << STEP_SHIFT) | errno)
+    }
+
+    /// `(step, errno)` if `raw` was made by [`Step::error`].
+    fn decode(raw: i32) -> Option<(Step, i32)> {
+        let errno = raw & ((1 << STEP_SHIFT) - 1);
+        let step = match raw >> STEP_SHIFT {
+            1 => Step::Setup,
+            2 => Step::Credentials,
+            3 => Step::Workdir,
+            _ => return None,
+        };
+        Some((step, errno))
+    }
+}
+
+fn cstring(s: &OsStr) -> Result<CString, Termination> {
+    CString::new(s.as_bytes()).map_err(|_| failed(126, format!("{s:?} contains a NUL byte")))
 }
 
 /// argv and envp as C arrays, built before fork; the `LISTEN_PID` slot is filled
@@ -200,6 +303,10 @@ struct ExecImage {
     /// `LISTEN_PID=` followed by room for the digits and a NUL; owned here.
     listen_pid: Option<*mut u8>,
     listen_fds: Vec<RawFd>,
+    credentials: Credentials,
+    /// Entered after the credentials change, so the program's user must be
+    /// able to enter it (as with std's `current_dir` and `runuser`).
+    workdir: Option<CString>,
 }
 
 const LISTEN_PID_LEN: usize = 32;
@@ -229,7 +336,7 @@ impl ExecImage {
     fn new(
         path: &Path,
         argv: &[String],
-        env: &[(String, String)],
+        env: &[(OsString, OsString)],
         listen_fds: Vec<RawFd>,
     ) -> Result<Self, Termination> {
         let cstr = |bytes: &[u8]| {
@@ -242,7 +349,11 @@ impl ExecImage {
             strings.push(cstr(OsStr::new(arg).as_bytes())?);
         }
         for (k, v) in env {
-            strings.push(cstr(format!("{k}={v}").as_bytes())?);
+            let mut entry = Vec::with_capacity(k.len() + 1 + v.len());
+            entry.extend_from_slice(k.as_bytes());
+            entry.push(b'=');
+            entry.extend_from_slice(v.as_bytes());
+            strings.push(cstr(&entry)?);
         }
         let mut ptrs: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
         let mut envp = ptrs.split_off(argv.len());
@@ -263,6 +374,8 @@ impl ExecImage {
             envp,
             listen_pid,
             listen_fds,
+            credentials: Credentials::default(),
+            workdir: None,
         })
     }
 
@@ -291,7 +404,29 @@ impl ExecImage {
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
             libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            // Die with the supervisor. Set after std's uid/gid change, which
+            // Groups first, while still root; then gid; uid last.
+            let creds = &self.credentials;
+            if let Some(groups) = &creds.groups {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+                    return Err(Step::Credentials.error());
+                }
+            }
+            if let Some(gid) = creds.gid {
+                if libc::setgid(gid) != 0 {
+                    return Err(Step::Credentials.error());
+                }
+            }
+            if let Some(uid) = creds.uid {
+                if libc::setuid(uid) != 0 {
+                    return Err(Step::Credentials.error());
+                }
+            }
+            if let Some(dir) = &self.workdir {
+                if libc::chdir(dir.as_ptr()) != 0 {
+                    return Err(Step::Workdir.error());
+                }
+            }
+            // Die with the supervisor. Set after the uid/gid change, which
             // would clear it; then make sure the parent did not die already.
             if libc::prctl(
                 libc::PR_SET_PDEATHSIG,
@@ -301,17 +436,19 @@ impl ExecImage {
                 0,
             ) != 0
             {
-                return Err(std::io::Error::last_os_error());
+                return Err(Step::Setup.error());
             }
             if libc::getppid() != parent {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                return Err(std::io::Error::from_raw_os_error(
+                    ((Step::Setup as i32) << STEP_SHIFT) | libc::ESRCH,
+                ));
             }
             for (i, &fd) in self.listen_fds.iter().enumerate() {
                 let target = FIRST_LISTEN_FD + i as RawFd;
                 if fd == target {
                     libc::fcntl(fd, libc::F_SETFD, 0);
                 } else if libc::dup2(fd, target) < 0 {
-                    return Err(std::io::Error::last_os_error());
+                    return Err(Step::Setup.error());
                 }
             }
             if let Some(slot) = self.listen_pid {
@@ -373,7 +510,12 @@ mod tests {
 
     #[test]
     fn program_resolution_explains_failures() -> std::io::Result<()> {
-        let err = resolve_program("definitely-not-a-program", "/usr/bin:/bin", None).unwrap_err();
+        let err = resolve_program(
+            "definitely-not-a-program",
+            OsStr::new("/usr/bin:/bin"),
+            None,
+        )
+        .unwrap_err();
         assert!(
             matches!(err, Termination::ExecFailed { code: 127, .. }),
             "{err:?}"
@@ -381,12 +523,13 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let plain = dir.path().join("not-executable");
         std::fs::write(&plain, "#!/bin/sh\n")?;
-        let err = resolve_program(&plain.to_string_lossy(), DEFAULT_PATH, None).unwrap_err();
+        let err =
+            resolve_program(&plain.to_string_lossy(), OsStr::new(DEFAULT_PATH), None).unwrap_err();
         assert!(
             matches!(err, Termination::ExecFailed { code: 126, .. }),
             "{err:?}"
         );
-        assert!(resolve_program("sh", DEFAULT_PATH, None).is_ok());
+        assert!(resolve_program("sh", OsStr::new(DEFAULT_PATH), None).is_ok());
         Ok(())
     }
 }

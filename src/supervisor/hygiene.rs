@@ -1,0 +1,125 @@
+//! A clean slate at startup: whatever the launcher left behind (a blocked
+//! signal mask, ignored signals, descriptors without close-on-exec) is undone
+//! before the supervisor relies on any of it.
+//!
+//! A blocked or ignored signal survives `execve` (POSIX `execve`: "the new
+//! process image inherits the signal mask"; ignored signals stay ignored), and
+//! so does every descriptor without `FD_CLOEXEC`. Left alone, a blocked SIGTERM
+//! makes `docker stop` do nothing, a blocked or ignored SIGCHLD leaves dead
+//! children as zombies shown `running`, and a launcher's descriptor reaches
+//! every program. tini (`restore_signals`) and systemd (`reset_signal_mask`,
+//! `close_all_fds`) do the same before they run anything.
+
+use std::io;
+
+/// Signals whose disposition is reset to `SIG_DFL` (1 … 31, the standard ones;
+/// real-time signals are not the supervisor's business). SIGKILL and SIGSTOP
+/// cannot be changed; SIGPIPE is set to ignored instead (below).
+const LAST_STANDARD_SIGNAL: libc::c_int = 31;
+
+/// Resets the inherited process state. Call first thing in the supervisor,
+/// before any thread exists (the signal mask is per thread and inherited by
+/// threads created later) and before any descriptor is opened (every
+/// descriptor above 2 open at this point is the launcher's).
+///
+/// - signal mask: emptied;
+/// - dispositions of signals 1–31: `SIG_DFL`, except SIGPIPE, which is
+///   `SIG_IGN` as the Rust runtime sets it (a write to a closed stdout must be
+///   an `EPIPE` error, not the supervisor's death); the supervisor installs its
+///   own handlers right after;
+/// - descriptors ≥ 3: marked close-on-exec, so none reaches a program. They
+///   are not closed: the process may still use them (e.g. a descriptor handed
+///   over on purpose), and `CLOEXEC` is all the children need.
+///
+/// Returns what could not be done, one message per failure (the caller prints
+/// them; none is fatal).
+pub fn reset_inherited_state() -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = unblock_all_signals() {
+        problems.push(format!("cannot clear the inherited signal mask: {e}"));
+    }
+    for sig in 1..=LAST_STANDARD_SIGNAL {
+        if let Err(e) = reset_disposition(sig) {
+            problems.push(format!("cannot reset the disposition of signal {sig}: {e}"));
+        }
+    }
+    if let Err(e) = cloexec_inherited_fds() {
+        problems.push(format!(
+            "cannot mark inherited descriptors close-on-exec: {e}"
+        ));
+    }
+    problems
+}
+
+fn unblock_all_signals() -> nix::Result<()> {
+    nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    )
+}
+
+/// SIG_DFL for `sig` (SIG_IGN for SIGPIPE); EINVAL for SIGKILL/SIGSTOP and the
+/// like is not an error.
+fn reset_disposition(sig: libc::c_int) -> io::Result<()> {
+    if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+        return Ok(());
+    }
+    let handler = if sig == libc::SIGPIPE {
+        libc::SIG_IGN
+    } else {
+        libc::SIG_DFL
+    };
+    // SAFETY: a zeroed sigaction is a valid value (empty mask, no flags); we
+    // install SIG_DFL/SIG_IGN, which run no code of ours, and pass no old-action
+    // pointer. Single-threaded here, so nothing races with the change.
+    let rc = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(sig, &action, std::ptr::null_mut())
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EINVAL) {
+        // Reserved by libc (none in 1–31 on glibc/musl today): nothing to reset.
+        return Ok(());
+    }
+    Err(err)
+}
+
+/// Marks every descriptor ≥ 3 close-on-exec: `close_range(2)` with
+/// `CLOSE_RANGE_CLOEXEC` (Linux ≥ 5.11), else one `fcntl` per entry of
+/// `/proc/self/fd`.
+fn cloexec_inherited_fds() -> io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on
+    // descriptors; it closes nothing and touches no memory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let fds: Vec<libc::c_int> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= 3)
+        .collect();
+    for fd in fds {
+        // SAFETY: fcntl(F_GETFD/F_SETFD) on a number; an already closed one (the
+        // read_dir's own descriptor) fails with EBADF, which is ignored.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! A launcher's process state does not reach the supervisor's behaviour or its
+//! programs (issue 10, item 4): a launcher that blocks TERM and CHLD, ignores
+//! TERM, INT and HUP, and leaves descriptors open without close-on-exec (one in
+//! the listen-fd range, one above), then execs selfheal. SIGTERM still stops
+//! it, a dead program is reaped and restarted, and no program gets the
+//! launcher's descriptors. As a child subreaper and as PID 1.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::{temp_dir, wait_for, Proc, BIN};
+use crate::sup_hardening_util::{fds_of, wait_child};
+use crate::sup_util::{
+    alive, children_of, kill, proc_status, python, write_config, zombies_of, SOON,
+};
+
+/// Writes the launcher; it execs `selfheal --config CONFIG` (optionally under
+/// `unshare` for PID 1) with the bad state in place.
+fn launcher(dir: &Path) -> PathBuf {
+    let leak = dir.join("leaked-file");
+    std::fs::write(&leak, "launcher's secret\n").unwrap();
+    let body = format!(
+        r#"import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGTERM, signal.SIGCHLD}})
+for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(s, signal.SIG_IGN)
+fd = os.open("{leak}", os.O_RDONLY)
+for n in (5, 40):
+    os.dup2(fd, n, inheritable=True)
+os.execv(sys.argv[1], sys.argv[1:])
+"#,
+        leak = leak.display()
+    );
+    let path = dir.join("launcher.py");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+const PROGRAMS: &str = r#"[programs.victim]
+command = ["sleep", "infinity"]
+backoff = { initial = "0s" }
+"#;
+
+fn assert_clean_program(pid: i32, leak: &Path) {
+    let fds = fds_of(pid);
+    assert!(
+        fds.iter().all(|(_, target)| target != leak),
+        "the launcher's descriptor reached the program: {fds:?}"
+    );
+    let numbers: Vec<i32> = fds.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, [0, 1, 2], "{fds:?}");
+}
+
+#[test]
+fn a_launchers_signal_mask_dispositions_and_fds_are_undone() {
+    let dir = temp_dir();
+    let launcher = launcher(dir.path());
+    let config = write_config(dir.path(), "", PROGRAMS);
+    let mut cmd = Command::new(python());
+    cmd.arg(&launcher).arg(BIN).arg("--config").arg(&config);
+    let mut sup = Proc::spawn("selfheal via launcher", cmd);
+    sup.wait_output("supervising", SOON);
+    let pid = sup.pid();
+    assert_eq!(
+        proc_status(pid, "SigBlk").as_deref(),
+        Some("0000000000000000"),
+        "the supervisor kept the launcher's signal mask"
+    );
+    let victim = wait_child(pid, "the victim to run");
+    assert_clean_program(victim, &dir.path().join("leaked-file"));
+    kill(victim, libc::SIGKILL);
+    let next = wait_for("the victim to be reaped and restarted", SOON, || {
+        children_of(pid).into_iter().find(|p| *p != victim)
+    });
+    assert!(zombies_of(pid).is_empty(), "zombies: {:?}", zombies_of(pid));
+    assert_clean_program(next, &dir.path().join("leaked-file"));
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(SOON), Some(0), "SIGTERM did not stop it");
+    assert!(!alive(next));
+}
+
+#[test]
+fn a_launchers_state_is_undone_in_pid_1_too() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (unshare --pid)"
+    );
+    let dir = temp_dir();
+    let launcher = launcher(dir.path());
+    let config = write_config(dir.path(), "", PROGRAMS);
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc"])
+        .arg(python())
+        .arg(&launcher)
+        .arg(BIN)
+        .arg("--config")
+        .arg(&config);
+    let mut proc = Proc::spawn("selfheal as pid 1 via launcher", cmd);
+    proc.wait_output("as pid 1 (init)", SOON);
+    let init = wait_child(proc.pid(), "the namespaced supervisor");
+    assert_eq!(
+        proc_status(init, "SigBlk").as_deref(),
+        Some("0000000000000000")
+    );
+    let victim = wait_child(init, "the victim to run");
+    assert_clean_program(victim, &dir.path().join("leaked-file"));
+    kill(victim, libc::SIGKILL);
+    let next = wait_for("the victim to be reaped and restarted", SOON, || {
+        children_of(init).into_iter().find(|p| *p != victim)
+    });
+    assert!(zombies_of(init).is_empty());
+    assert_clean_program(next, &dir.path().join("leaked-file"));
+    kill(init, libc::SIGTERM);
+    assert_eq!(
+        proc.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "SIGTERM did not stop the supervisor as PID 1"
+    );
+}

@@ -18,6 +18,21 @@
 //! - [`sockets`]: listen sockets kept across restarts.
 //! - [`logs`]: prefixed program output and event lines.
 
+// PID 1 must not panic: no unwrap/expect/panic/unchecked indexing on runtime
+// paths (tests may, where a panic is the failure report).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
 pub mod backoff;
 pub mod exec_error;
 pub mod health;

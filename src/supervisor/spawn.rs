@@ -361,7 +361,9 @@ impl ExecImage {
         argv_ptrs.push(std::ptr::null());
         let listen_pid = (!listen_fds.is_empty()).then(|| {
             let mut slot = Box::new([0u8; LISTEN_PID_LEN]);
-            slot[..LISTEN_PID_PREFIX.len()].copy_from_slice(LISTEN_PID_PREFIX);
+            if let Some(head) = slot.get_mut(..LISTEN_PID_PREFIX.len()) {
+                head.copy_from_slice(LISTEN_PID_PREFIX);
+            }
             let raw = Box::into_raw(slot) as *mut u8;
             envp.push(raw as *const libc::c_char);
             raw
@@ -477,17 +479,19 @@ impl Drop for ExecImage {
 unsafe fn write_decimal(out: *mut u8, mut n: u32) {
     let mut digits = [0u8; 10];
     let mut len = 0;
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
+    // A u32 has at most 10 digits, so `get_mut` never fails; checked
+    // access keeps the no-panic rule without allocating (async-signal-safe).
+    while let Some(digit) = digits.get_mut(len) {
+        *digit = b'0' + (n % 10) as u8;
         len += 1;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    for i in 0..len {
+    for (i, digit) in digits.iter().take(len).rev().enumerate() {
         // SAFETY: i < 10 and the caller guarantees 11 writable bytes.
-        unsafe { *out.add(i) = digits[len - 1 - i] };
+        unsafe { *out.add(i) = *digit };
     }
     // SAFETY: len ≤ 10, within the 11 bytes.
     unsafe { *out.add(len) = 0 };

@@ -343,7 +343,7 @@ impl Stack {
 
     fn on_signal(&mut self, signal: i32, now: Instant, out: &mut Vec<StackAction>) {
         if let Some(pid) = self.main_pid() {
-            self.to_main(signal, pid, now, out);
+            self.signal_main(signal, pid, now, out);
             return;
         }
         if self.main_not_started() && is_stop_signal(signal) && !self.is_stopping() {
@@ -379,7 +379,7 @@ impl Stack {
 
     /// Every signal goes to the main program's group (rewritten as asked); the
     /// sidecars that declare it get it too.
-    fn to_main(&mut self, signal: i32, pid: Pid, now: Instant, out: &mut Vec<StackAction>) {
+    fn signal_main(&mut self, signal: i32, pid: Pid, now: Instant, out: &mut Vec<StackAction>) {
         let sent = self
             .main
             .as_ref()

@@ -2,12 +2,33 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use selfheal::cli::{Cli, Command};
 use selfheal::exit::Exit;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // `selfheal -- CMD` reads a config only when `--config` is on the command
+    // line: the image sets SELFHEAL_CONFIG for its demo stack, and
+    // `docker run IMAGE -- CMD` must run CMD alone, as tini would.
+    let run_matches = match matches.subcommand() {
+        Some(("run", sub)) => sub,
+        _ => &matches,
+    };
+    let from_env = run_matches.value_source("config") == Some(ValueSource::EnvVariable);
+    let run = match &mut cli.command {
+        Some(Command::Run(args)) => Some(args),
+        None => Some(&mut cli.run),
+        Some(_) => None,
+    };
+    if let Some(args) = run.filter(|a| from_env && !a.main.command.is_empty()) {
+        args.config.config = None;
+    }
     let result = match cli.command {
         None => selfheal::supervisor::main(cli.run),
         Some(Command::Run(args)) => selfheal::supervisor::main(args),

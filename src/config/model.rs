@@ -48,6 +48,9 @@ pub struct Program {
     pub stop_timeout: Duration,
     /// Signals the supervisor passes on to the program's process group.
     pub forward_signals: Vec<Signal>,
+    /// The main program (`main = true`, or `selfheal -- CMD`): its stdio is the
+    /// supervisor's, every signal goes to it, and its end ends the stack with its code.
+    pub main: bool,
     pub depends_on: Vec<Dependency>,
     pub health: Option<Health>,
     pub listen: Vec<SocketAddr>,
@@ -139,7 +142,50 @@ pub enum Probe {
     Exec(Vec<String>),
 }
 
+impl Config {
+    /// No programs and default settings (`selfheal -- CMD` without `--config`).
+    pub fn empty() -> Config {
+        Config {
+            path: PathBuf::new(),
+            supervisor: Settings::default(),
+            programs: Vec::new(),
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            shutdown_timeout: Duration::from_secs(20),
+            on_give_up: GiveUp::Exit,
+            admin_socket: PathBuf::from("/run/selfheal/admin.sock"),
+        }
+    }
+}
+
 impl Program {
+    /// `command` with every other key at its documented default.
+    pub fn new(name: &str, command: Vec<String>) -> Program {
+        Program {
+            name: name.to_string(),
+            command,
+            env: Vec::new(),
+            workdir: None,
+            user: None,
+            group: None,
+            restart: RestartPolicy::OnFailure,
+            backoff: Backoff::default(),
+            restart_limit: RestartLimit::default(),
+            stop_signal: Signal::SIGTERM,
+            stop_timeout: Duration::from_secs(10),
+            forward_signals: Vec::new(),
+            main: false,
+            depends_on: Vec::new(),
+            health: None,
+            listen: Vec::new(),
+        }
+    }
+
     /// Whether this program waits for `other` in any way.
     pub fn depends_on(&self, other: &str) -> bool {
         self.depends_on.iter().any(|d| d.name == other)

@@ -28,6 +28,8 @@ const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 pub struct Reader<'s, 'e> {
     pub diags: Diagnostics<'s>,
     lookup: &'e dyn Fn(&str) -> Option<std::ffi::OsString>,
+    /// The program that said `main = true` first.
+    seen_main: Option<String>,
 }
 
 /// The keys of one table, with bookkeeping of what was read.
@@ -82,6 +84,7 @@ impl<'s, 'e> Reader<'s, 'e> {
         Reader {
             diags: Diagnostics::new(source),
             lookup,
+            seen_main: None,
         }
     }
 
@@ -113,6 +116,20 @@ impl<'s, 'e> Reader<'s, 'e> {
                     v.span(),
                     field,
                     format!("expected a string, found {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, v: &Value, field: &str) -> Option<bool> {
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            other => {
+                self.diags.error(
+                    v.span(),
+                    field,
+                    format!("expected true or false, found {}", other.type_str()),
                 );
                 None
             }
@@ -332,11 +349,7 @@ impl<'s, 'e> Reader<'s, 'e> {
             "supervisor",
             &["shutdown_timeout", "on_give_up", "admin_socket"],
         );
-        let mut settings = Settings {
-            shutdown_timeout: Duration::from_secs(20),
-            on_give_up: GiveUp::Exit,
-            admin_socket: PathBuf::from("/run/selfheal/admin.sock"),
-        };
+        let mut settings = Settings::default();
         if let Some(v) = f.get("shutdown_timeout") {
             settings.shutdown_timeout = self
                 .duration(v, &f.field("shutdown_timeout"))
@@ -376,6 +389,7 @@ impl<'s, 'e> Reader<'s, 'e> {
             "stop_signal",
             "stop_timeout",
             "forward_signals",
+            "main",
             "depends_on",
             "health",
             "listen",
@@ -403,23 +417,7 @@ impl<'s, 'e> Reader<'s, 'e> {
                 Vec::new()
             }
         };
-        let mut program = Program {
-            name: name.to_string(),
-            command,
-            env: Vec::new(),
-            workdir: None,
-            user: None,
-            group: None,
-            restart: RestartPolicy::OnFailure,
-            backoff: Backoff::default(),
-            restart_limit: RestartLimit::default(),
-            stop_signal: Signal::SIGTERM,
-            stop_timeout: Duration::from_secs(10),
-            forward_signals: Vec::new(),
-            depends_on: Vec::new(),
-            health: None,
-            listen: Vec::new(),
-        };
+        let mut program = Program::new(name, command);
         if let Some(v) = f.get("env") {
             let field = f.field("env");
             if let Some(table) = self.table(v, &field) {
@@ -487,6 +485,14 @@ impl<'s, 'e> Reader<'s, 'e> {
             program.stop_timeout = self
                 .duration(v, &f.field("stop_timeout"))
                 .unwrap_or(program.stop_timeout);
+        }
+        if let Some(v) = f.get("main") {
+            let field = f.field("main");
+            program.main = self.boolean(v, &field).unwrap_or(false);
+            if program.main && self.seen_main.replace(name.to_string()).is_some() {
+                self.diags
+                    .error(v.span(), &field, "only one program can be the main program");
+            }
         }
         if let Some(v) = f.get("forward_signals") {
             program.forward_signals = self.forward_signals(v, &f.field("forward_signals"));

@@ -222,7 +222,9 @@ async fn exec(argv: &[String], waiters: &ExecWaiters) -> Result<String, String> 
             user: None,
             group: None,
             listen: &[],
-            capture: false,
+            stdio: spawn::ChildStdio::Null,
+            foreground: false,
+            death_signal: libc::SIGKILL,
         };
         let child = spawn::spawn(&spec).map_err(|t| t.to_string())?;
         map.insert(child.pid, tx);

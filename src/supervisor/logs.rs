@@ -47,9 +47,24 @@ impl std::fmt::Debug for Output {
 
 const SELF: &str = "selfheal";
 
+/// Where the supervisor's lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    Stdout,
+    /// `selfheal -v -- CMD`: stdout belongs to the main program.
+    Stderr,
+    /// `selfheal -- CMD`: silent, as tini and dumb-init are.
+    Nowhere,
+}
+
 impl Output {
     /// Output to the process's stdout, through its own writer thread.
     pub fn new(format: LogFormat, names: &[&str]) -> Output {
+        Output::to(format, names, Destination::Stdout)
+    }
+
+    /// Output to `destination`, through its own writer thread.
+    pub fn to(format: LogFormat, names: &[&str], destination: Destination) -> Output {
         let width = names
             .iter()
             .map(|n| n.len())
@@ -62,10 +77,15 @@ impl Output {
             );
             format_line(format, width, SELF, "event", &text, false)
         };
+        let writer = match destination {
+            Destination::Stdout => Writer::stdout(Box::new(note)),
+            Destination::Stderr => Writer::stderr(Box::new(note)),
+            Destination::Nowhere => Writer::start(0, Box::new(note), |_| {}),
+        };
         Output {
             format,
             width,
-            writer: Arc::new(Writer::stdout(Box::new(note))),
+            writer: Arc::new(writer),
         }
     }
 

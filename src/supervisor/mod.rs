@@ -103,22 +103,99 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("selfheal: {problem}");
     }
     sockets::reserve_low_fds();
-    let path = args.config.resolve();
-    let config = match config::load(&path) {
-        Ok(config) => config,
-        Err(err) => {
-            eprint!("{err}");
-            if matches!(err, config::ConfigError::Read { .. }) {
-                eprintln!();
-            }
-            return Ok(Exit::Config.into());
-        }
+    let launch = match Launch::of(&args) {
+        Ok(launch) => launch,
+        Err(exit) => return Ok(exit.into()),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let exit = runtime.block_on(run(config, args));
+    let exit = runtime.block_on(run(launch, args));
     Ok(exit.into())
+}
+
+/// What this run supervises and how it talks.
+struct Launch {
+    config: Config,
+    /// Serve the admin API (not in `selfheal -- CMD` without a config).
+    admin: bool,
+    destination: logs::Destination,
+}
+
+/// The name the main program of `selfheal -- CMD` goes by.
+const MAIN_NAME: &str = "main";
+
+impl Launch {
+    /// A config (exit 2 on error), with `-- CMD` added as the main program. In
+    /// that mode only an explicit `--config` is read (never the default path or
+    /// `SELFHEAL_CONFIG`: `docker run IMAGE -- CMD` must not start the image's stack).
+    fn of(args: &RunArgs) -> Result<Launch, Exit> {
+        let init = !args.main.command.is_empty();
+        let mut config = match (&args.config.config, init) {
+            (None, true) => Config::empty(),
+            (Some(path), _) => load(path)?,
+            (None, false) => load(&args.config.resolve())?,
+        };
+        let admin = !init || args.config.config.is_some();
+        if init {
+            if config
+                .programs
+                .iter()
+                .any(|p| p.name == MAIN_NAME || p.main)
+            {
+                eprintln!(
+                    "selfheal: the config already has a program named {MAIN_NAME:?} or with main = true; \
+                     it cannot be combined with -- CMD"
+                );
+                return Err(Exit::Config);
+            }
+            let main = main_program(&args.main, &config.programs);
+            config.programs.push(main);
+        }
+        let destination = match (init && !admin, args.main.verbose) {
+            (false, _) => logs::Destination::Stdout,
+            (true, true) => logs::Destination::Stderr,
+            (true, false) => logs::Destination::Nowhere,
+        };
+        Ok(Launch {
+            config,
+            admin,
+            destination,
+        })
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, Exit> {
+    config::load(path).map_err(|err| {
+        eprint!("{err}");
+        if matches!(err, config::ConfigError::Read { .. }) {
+            eprintln!();
+        }
+        Exit::Config
+    })
+}
+
+/// `-- CMD ARGS`: run once (never restarted), after every sidecar is ready;
+/// when it exits, the rest of its group gets TERM, then KILL after `--grace`.
+fn main_program(args: &crate::cli::MainArgs, sidecars: &[Program]) -> Program {
+    let mut p = Program::new(
+        MAIN_NAME,
+        args.command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+    );
+    p.restart = config::RestartPolicy::Never;
+    p.stop_timeout = args.grace;
+    p.main = true;
+    p.depends_on = sidecars
+        .iter()
+        .map(|s| config::Dependency {
+            name: s.name.clone(),
+            condition: config::Condition::Healthy,
+        })
+        .collect();
+    p
 }
 
 /// The runtime side of one program: what the pure machine does not hold.
@@ -139,6 +216,8 @@ struct Slot {
 
 struct Supervisor {
     stack: Stack,
+    /// `--pdeathsig` for the main program.
+    main_death_signal: i32,
     slots: Vec<Slot>,
     /// Live leader pid → program index.
     leaders: HashMap<Pid, usize>,
@@ -149,9 +228,10 @@ struct Supervisor {
     exit: Option<Exit>,
 }
 
-async fn run(config: Config, args: RunArgs) -> Exit {
+async fn run(launch: Launch, args: RunArgs) -> Exit {
+    let config = launch.config;
     let names: Vec<&str> = config.programs.iter().map(|p| p.name.as_str()).collect();
-    let output = Output::new(args.log_format, &names);
+    let output = Output::to(args.log_format, &names, launch.destination);
     // Handlers first: PID 1 ignores every signal it has no handler for.
     let mut signals = match signals::install() {
         Ok((s, warnings)) => {
@@ -175,21 +255,23 @@ async fn run(config: Config, args: RunArgs) -> Exit {
         None => return Exit::Internal,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let admin_socket = config.supervisor.admin_socket.clone();
-    match crate::admin::api::bind(&admin_socket) {
-        Ok(listener) => {
-            tokio::spawn(crate::admin::api::serve(listener, tx.clone()));
-        }
-        Err(e) => {
-            output.note(&format!(
-                "cannot serve the admin API on {}: {e:#}",
-                admin_socket.display()
-            ));
-            return Exit::Internal;
+    let admin_socket = launch.admin.then(|| config.supervisor.admin_socket.clone());
+    if let Some(socket) = &admin_socket {
+        match crate::admin::api::bind(socket) {
+            Ok(listener) => {
+                tokio::spawn(crate::admin::api::serve(listener, tx.clone()));
+            }
+            Err(e) => {
+                let text = format!("cannot serve the admin API on {}: {e:#}", socket.display());
+                output.note(&text);
+                eprintln!("selfheal: {text}");
+                return Exit::Internal;
+            }
         }
     }
     let mut sup = Supervisor {
-        stack: build_stack(&config, pid),
+        stack: build_stack(&config, pid, &args.main),
+        main_death_signal: args.main.pdeathsig,
         slots,
         leaders: HashMap::new(),
         tx,
@@ -202,7 +284,9 @@ async fn run(config: Config, args: RunArgs) -> Exit {
         "supervising {} programs as pid {pid}{}; admin socket {}",
         sup.slots.len(),
         if pid == 1 { " (init)" } else { " (subreaper)" },
-        admin_socket.display()
+        admin_socket
+            .as_ref()
+            .map_or_else(|| "none".to_string(), |s| s.display().to_string())
     ));
     let first = sup.stack.start(Instant::now());
     sup.carry_out(first);
@@ -220,7 +304,9 @@ async fn run(config: Config, args: RunArgs) -> Exit {
             _ = sleep_until(deadline) => sup.feed(StackInput::Deadline),
         }
     };
-    let _ = std::fs::remove_file(&admin_socket);
+    if let Some(socket) = &admin_socket {
+        let _ = std::fs::remove_file(socket);
+    }
     // The last lines (the exit note among them) reach stdout, within a bound.
     sup.output.flush(Duration::from_secs(1));
     exit
@@ -256,7 +342,7 @@ fn bind_slots(config: &Config, output: &Output) -> Option<Vec<Slot>> {
 }
 
 /// The pure stack for `config`: one member per program, dependencies by index.
-fn build_stack(config: &Config, pid: u32) -> Stack {
+fn build_stack(config: &Config, pid: u32, main: &crate::cli::MainArgs) -> Stack {
     let index: HashMap<&str, usize> = config
         .programs
         .iter()
@@ -281,7 +367,15 @@ fn build_stack(config: &Config, pid: u32) -> Stack {
         })
         .collect();
     let s = &config.supervisor;
-    Stack::new(members, s.on_give_up, s.shutdown_timeout)
+    let stack = Stack::new(members, s.on_give_up, s.shutdown_timeout);
+    match config.programs.iter().position(|p| p.main) {
+        Some(index) => stack.with_main(stack::MainRule {
+            index,
+            rewrite: main.rewrite.clone(),
+            stop_timeout: main.stop_timeout,
+        }),
+        None => stack,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -366,7 +460,17 @@ impl Supervisor {
             user: p.user.as_deref(),
             group: p.group.as_deref(),
             listen: &slot.listen,
-            capture: true,
+            stdio: if p.main {
+                spawn::ChildStdio::Inherit
+            } else {
+                spawn::ChildStdio::Capture
+            },
+            foreground: p.main,
+            death_signal: if p.main {
+                self.main_death_signal
+            } else {
+                libc::SIGKILL
+            },
         };
         match spawn::spawn(&spec) {
             Ok(child) => {
@@ -381,7 +485,16 @@ impl Supervisor {
                 }
                 Input::Spawned { pid: child.pid }
             }
-            Err(how) => Input::SpawnFailed(how),
+            Err(how) => {
+                if p.main {
+                    // Silent or not, the reason the command did not run is said.
+                    match &how {
+                        Termination::ExecFailed { error, .. } => eprintln!("selfheal: {error}"),
+                        other => eprintln!("selfheal: {other}"),
+                    }
+                }
+                Input::SpawnFailed(how)
+            }
         }
     }
 
@@ -476,7 +589,7 @@ impl Supervisor {
         let Some(slot) = self.slots.get(i) else {
             return Leftover::Nothing;
         };
-        if !how.success() || slot.spawned_at.elapsed() >= DAEMON_WINDOW {
+        if slot.program.main || !how.success() || slot.spawned_at.elapsed() >= DAEMON_WINDOW {
             return Leftover::Nothing;
         }
         let daemons = self.new_orphans(slot.spawned_boot);

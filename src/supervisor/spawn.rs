@@ -45,8 +45,24 @@ pub struct Spec<'a> {
     pub group: Option<&'a str>,
     /// Sockets handed over as fd 3, 4, … with their names.
     pub listen: &'a [(OwnedFd, String)],
-    /// Capture stdout+stderr through a pipe (else /dev/null).
-    pub capture: bool,
+    /// Where its stdin, stdout and stderr go.
+    pub stdio: ChildStdio,
+    /// Make its process group the terminal's foreground group (when stdin is a
+    /// terminal), so shells, `read` and Ctrl-C work as without a supervisor.
+    pub foreground: bool,
+    /// The signal it gets when the supervisor dies (`PR_SET_PDEATHSIG`).
+    pub death_signal: i32,
+}
+
+/// The child's standard streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildStdio {
+    /// stdin `/dev/null`; stdout and stderr through one pipe (read by [`super::logs::pump`]).
+    Capture,
+    /// stdin, stdout and stderr are the supervisor's own (the main program).
+    Inherit,
+    /// All three `/dev/null` (exec probes).
+    Null,
 }
 
 pub struct Child {
@@ -115,17 +131,27 @@ pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
     image.credentials = credentials;
     image.workdir = spec.workdir.map(|d| cstring(d.as_os_str())).transpose()?;
 
+    image.foreground = spec.foreground;
+    image.death_signal = spec.death_signal;
     let mut cmd = Command::new(&program);
-    cmd.stdin(Stdio::null()).process_group(0);
-    let output = if spec.capture {
+    cmd.process_group(0);
+    let output = if spec.stdio == ChildStdio::Capture {
+        cmd.stdin(Stdio::null());
         let (reader, writer) = std::io::pipe().map_err(|e| failed(126, format!("pipe: {e}")))?;
         let writer2 = writer
             .try_clone()
             .map_err(|e| failed(126, format!("pipe: {e}")))?;
         cmd.stdout(writer).stderr(writer2);
         Some(reader)
+    } else if spec.stdio == ChildStdio::Inherit {
+        cmd.stdin(Stdio::inherit())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        None
     } else {
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         None
     };
     let parent = nix::unistd::getpid().as_raw();
@@ -307,6 +333,9 @@ struct ExecImage {
     /// Entered after the credentials change, so the program's user must be
     /// able to enter it (as with std's `current_dir` and `runuser`).
     workdir: Option<CString>,
+    /// Take the terminal's foreground (see [`Spec::foreground`]).
+    foreground: bool,
+    death_signal: i32,
 }
 
 const LISTEN_PID_LEN: usize = 32;
@@ -378,6 +407,8 @@ impl ExecImage {
             listen_fds,
             credentials: Credentials::default(),
             workdir: None,
+            foreground: false,
+            death_signal: libc::SIGKILL,
         })
     }
 
@@ -386,6 +417,17 @@ impl ExecImage {
         // SAFETY: every call below is async-signal-safe and works on memory owned
         // by `self`, prepared before the fork.
         unsafe {
+            // The terminal's foreground goes to our new process group (std made
+            // it with setpgid before this closure). From a background group,
+            // tcsetpgrp would raise SIGTTOU, so it is blocked here; the mask is
+            // emptied below. No terminal (ENOTTY) is fine: nothing to take.
+            if self.foreground && libc::isatty(libc::STDIN_FILENO) == 1 {
+                let mut ttou: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut ttou);
+                libc::sigaddset(&mut ttou, libc::SIGTTOU);
+                libc::pthread_sigmask(libc::SIG_BLOCK, &ttou, std::ptr::null_mut());
+                libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp());
+            }
             // Default dispositions (an ignored signal stays ignored across exec)
             // and an empty mask: the child starts as if from a clean shell. The
             // raw syscall, because glibc's signal() refuses its reserved 32 and
@@ -432,7 +474,7 @@ impl ExecImage {
             // would clear it; then make sure the parent did not die already.
             if libc::prctl(
                 libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
+                self.death_signal as libc::c_ulong,
                 0,
                 0,
                 0,

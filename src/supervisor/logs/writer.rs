@@ -93,6 +93,11 @@ impl Writer {
         Writer::start(QUEUE_BYTES, note, write_stdout)
     }
 
+    /// Starts the writer thread on the process's stderr.
+    pub fn stderr(note: Note) -> Writer {
+        Writer::start(QUEUE_BYTES, note, write_stderr)
+    }
+
     /// Starts a writer thread that hands each batch to `sink`, which may block.
     /// `budget` bounds the queued bytes. If the thread cannot be started, every
     /// line is dropped and counted: the caller is never blocked.
@@ -277,9 +282,16 @@ fn run(shared: &Shared, mut sink: impl FnMut(&[u8])) {
 /// Writes `bytes` to fd 1 completely, or gives up on an error other than
 /// EINTR/EAGAIN (a closed stdout: the lines are lost, the supervisor lives).
 /// A stdout left non-blocking by the launcher is waited on with `poll`.
-fn write_stdout(mut bytes: &[u8]) {
-    let stdout = std::io::stdout();
-    let fd = stdout.as_fd();
+fn write_stdout(bytes: &[u8]) {
+    write_fd(std::io::stdout().as_fd(), bytes);
+}
+
+fn write_stderr(bytes: &[u8]) {
+    write_fd(std::io::stderr().as_fd(), bytes);
+}
+
+/// Writes all of `bytes` to `fd`, waiting for room if it is non-blocking.
+fn write_fd(fd: std::os::fd::BorrowedFd<'_>, mut bytes: &[u8]) {
     while !bytes.is_empty() {
         match nix::unistd::write(fd, bytes) {
             Ok(0) => return,

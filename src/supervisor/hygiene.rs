@@ -22,7 +22,12 @@ const LAST_STANDARD_SIGNAL: libc::c_int = 31;
 /// threads created later) and before any descriptor is opened (every
 /// descriptor above 2 open at this point is the launcher's).
 ///
-/// - signal mask: emptied;
+/// - signal mask: *everything blocked* until the handlers are installed
+///   ([`unblock_signals`], called right after): a signal sent in that window
+///   (a Ctrl-C at start-up, a `docker stop` racing the start) stays pending and
+///   reaches its handler, instead of taking the default action and killing the
+///   supervisor. Threads started meanwhile (the output writer) keep the full
+///   mask for good: signals are the owner thread's business;
 /// - dispositions of signals 1–31: `SIG_DFL`, except SIGPIPE, which is
 ///   `SIG_IGN` as the Rust runtime sets it (a write to a closed stdout must be
 ///   an `EPIPE` error, not the supervisor's death); the supervisor installs its
@@ -35,8 +40,8 @@ const LAST_STANDARD_SIGNAL: libc::c_int = 31;
 /// them; none is fatal).
 pub fn reset_inherited_state() -> Vec<String> {
     let mut problems = Vec::new();
-    if let Err(e) = unblock_all_signals() {
-        problems.push(format!("cannot clear the inherited signal mask: {e}"));
+    if let Err(e) = set_mask(&nix::sys::signal::SigSet::all()) {
+        problems.push(format!("cannot replace the inherited signal mask: {e}"));
     }
     for sig in 1..=LAST_STANDARD_SIGNAL {
         if let Err(e) = reset_disposition(sig) {
@@ -51,12 +56,13 @@ pub fn reset_inherited_state() -> Vec<String> {
     problems
 }
 
-fn unblock_all_signals() -> nix::Result<()> {
-    nix::sys::signal::pthread_sigmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&nix::sys::signal::SigSet::empty()),
-        None,
-    )
+/// Empties the calling thread's signal mask: call once every handler is installed.
+pub fn unblock_signals() -> nix::Result<()> {
+    set_mask(&nix::sys::signal::SigSet::empty())
+}
+
+fn set_mask(mask: &nix::sys::signal::SigSet) -> nix::Result<()> {
+    nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(mask), None)
 }
 
 /// SIG_DFL for `sig` (SIG_IGN for SIGPIPE); EINVAL for SIGKILL/SIGSTOP and the

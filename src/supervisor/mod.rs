@@ -243,6 +243,11 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
             return Exit::Internal;
         }
     };
+    // Signals sent since start-up were held (hygiene); now they have handlers.
+    if let Err(e) = hygiene::unblock_signals() {
+        output.note(&format!("cannot unblock signals: {e}"));
+        return Exit::Internal;
+    }
     let pid = std::process::id();
     if pid != 1 {
         // Orphans of our children are re-parented to us instead of to init.

@@ -24,9 +24,9 @@ use std::ffi::{CString, OsStr, OsString};
 use std::io::PipeReader;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
+mod vfork;
 
 use super::exec_error;
 use super::state::{Pid, Termination};
@@ -133,48 +133,65 @@ pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
 
     image.foreground = spec.foreground;
     image.death_signal = spec.death_signal;
-    let mut cmd = Command::new(&program);
-    cmd.process_group(0);
-    let output = if spec.stdio == ChildStdio::Capture {
-        cmd.stdin(Stdio::null());
-        let (reader, writer) = std::io::pipe().map_err(|e| failed(126, format!("pipe: {e}")))?;
-        let writer2 = writer
-            .try_clone()
-            .map_err(|e| failed(126, format!("pipe: {e}")))?;
-        cmd.stdout(writer).stderr(writer2);
-        Some(reader)
-    } else if spec.stdio == ChildStdio::Inherit {
-        cmd.stdin(Stdio::inherit())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit());
-        None
-    } else {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        None
-    };
-    let parent = nix::unistd::getpid().as_raw();
-    // SAFETY: the closure runs in the forked child before exec. It only makes
-    // async-signal-safe calls (rt_sigaction, sigprocmask, setgroups, setgid,
-    // setuid, chdir, prctl, getppid, getpid, dup2, fcntl, execve) on memory
-    // prepared before the fork; it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || image.exec_in_child(parent));
-    }
-    let result = cmd.spawn();
-    drop(cmd); // closes the parent's copies of the pipe's write end
+    let std_fds = StdFds::for_(spec.stdio)?;
+    let result = vfork::spawn(&mut image, std_fds.raw());
+    let output = std_fds.into_output(); // closes the parent's copy of the write end
     match result {
-        Ok(child) => Ok(Child {
-            pid: child.id() as Pid,
-            output,
-        }),
+        Ok(pid) => Ok(Child { pid, output }),
         Err(e) => Err(child_error(
             &e,
             &program,
             spec.workdir,
             user_name.as_deref(),
         )),
+    }
+}
+
+/// The descriptors a child gets as 0, 1, 2, held open until it has exec'd.
+struct StdFds {
+    stdin: Option<OwnedFd>,
+    /// The write end of the output pipe (both 1 and 2), or `/dev/null`.
+    out: Option<OwnedFd>,
+    reader: Option<PipeReader>,
+}
+
+impl StdFds {
+    fn for_(stdio: ChildStdio) -> Result<StdFds, Termination> {
+        let null = || {
+            std::fs::File::open("/dev/null")
+                .map(OwnedFd::from)
+                .map_err(|e| failed(126, format!("/dev/null: {e}")))
+        };
+        Ok(match stdio {
+            ChildStdio::Capture => {
+                let (reader, writer) =
+                    std::io::pipe().map_err(|e| failed(126, format!("pipe: {e}")))?;
+                StdFds {
+                    stdin: Some(null()?),
+                    out: Some(writer.into()),
+                    reader: Some(reader),
+                }
+            }
+            ChildStdio::Inherit => StdFds {
+                stdin: None,
+                out: None,
+                reader: None,
+            },
+            ChildStdio::Null => StdFds {
+                stdin: Some(null()?),
+                out: Some(null()?),
+                reader: None,
+            },
+        })
+    }
+
+    fn raw(&self) -> [Option<RawFd>; 3] {
+        let out = self.out.as_ref().map(|fd| fd.as_raw_fd());
+        [self.stdin.as_ref().map(|fd| fd.as_raw_fd()), out, out]
+    }
+
+    fn into_output(self) -> Option<PipeReader> {
+        self.reader
     }
 }
 
@@ -298,8 +315,13 @@ const STEP_SHIFT: u32 = 16;
 impl Step {
     /// The errno of the current thread, tagged with this step.
     fn error(self) -> std::io::Error {
+        std::io::Error::from_raw_os_error(self.errno())
+    }
+
+    /// As [`Step::error`], as a raw number.
+    fn errno(self) -> i32 {
         let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-        std::io::Error::from_raw_os_error(((self as i32) << STEP_SHIFT) | errno)
+        ((self as i32) << STEP_SHIFT) | errno
     }
 
     /// `(step, errno)` if `raw` was made by [`Step::error`].

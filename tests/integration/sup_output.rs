@@ -51,6 +51,13 @@ fn a_100mb_line_is_cut_into_marked_pieces_and_memory_stays_flat() {
         ),
     );
     wait_file(&dir.path().join("done"), Duration::from_secs(120));
+    // The program's write returned: all but 64 KiB (the pipe) is in the
+    // supervisor's hands now.
+    let hwm_at_done = status_kb(sup.pid(), "VmHWM");
+    assert!(
+        hwm_at_done < 20 * 1024,
+        "VmHWM {hwm_at_done} kB ≥ 20 MB once the program wrote 100 MB"
+    );
     // Every full piece is out once the program has written everything (the
     // pipe holds at most 64 KiB; the last partial 8448 bytes wait for more).
     let full_pieces = total / MAX_LINE;

@@ -275,6 +275,21 @@ mod tests {
     }
 
     #[test]
+    fn pieces_are_marked_in_both_formats() {
+        let human = format_line(LogFormat::Human, 6, "app", "output", "abc", true);
+        assert_eq!(human, "app    | abc…\n".as_bytes());
+        let whole = format_line(LogFormat::Human, 6, "app", "output", "abc", false);
+        assert_eq!(whole, b"app    | abc\n");
+        let json = format_line(LogFormat::Json, 6, "app", "output", "abc", true);
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(value["partial"], true);
+        assert_eq!(value["message"], "abc");
+        let json = format_line(LogFormat::Json, 6, "app", "output", "abc", false);
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert!(value.get("partial").is_none());
+    }
+
+    #[test]
     fn a_cut_never_splits_a_character() {
         let mut buf = vec![b'x'; MAX_LINE - 1];
         buf.extend_from_slice("é".as_bytes()); // 2 bytes straddling the limit

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::harness::{temp_dir, wait_for, BIN};
-use crate::sup_hardening_util::{status_kb, status_pid, Bare};
+use crate::sup_hardening_util::{status_kb, status_of, status_pid, Bare};
 use crate::sup_util::{kill, python, wait_file, write_config, SOON};
 
 /// Longest piece of a line, as documented (Docker's 16 KiB).
@@ -141,6 +141,7 @@ fn start_stalled(dir: &tempfile::TempDir) -> (Bare, std::io::PipeReader) {
 command = ["yes", "a chatty program writes this line again and again"]
 [programs.quiet]
 command = ["sleep", "infinity"]
+health = { exec = ["true"], interval = "100ms", timeout = "2s", failures = 3 }
 "#,
     );
     let (reader, writer) = std::io::pipe().unwrap();
@@ -177,6 +178,11 @@ fn a_stdout_nobody_reads_never_freezes_the_supervisor() {
         status_pid(&socket, "quiet", Duration::from_secs(5)).filter(|p| *p != quiet)
     });
     assert_ne!(restarted, quiet);
+    // Probing goes on: the new incarnation's exec probe passes.
+    wait_for("the restarted quiet to be ready", SOON, || {
+        status_of(&socket, "quiet", Duration::from_secs(5))
+            .filter(|p| p["pid"] == restarted && p["ready"] == true)
+    });
     assert!(crate::sup_util::zombies_of(sup.pid()).is_empty());
 
     // Once stdout is read again, the gap is reported with its size.

@@ -128,8 +128,8 @@ fn format_line(
             let mut value = serde_json::json!({
                 "ts_ms": ts, "program": source, "kind": kind, "message": text
             });
-            if partial {
-                value["partial"] = serde_json::Value::Bool(true);
+            if let (true, Some(fields)) = (partial, value.as_object_mut()) {
+                fields.insert("partial".into(), serde_json::Value::Bool(true));
             }
             let mut line = value.to_string().into_bytes();
             line.push(b'\n');

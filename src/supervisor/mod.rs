@@ -222,6 +222,8 @@ async fn run(config: Config, args: RunArgs) -> Exit {
         sup.publish();
     };
     let _ = std::fs::remove_file(&admin_socket);
+    // The programs' last lines: read them before the runtime goes.
+    sup.output.finish(logs::FINISH_TIMEOUT).await;
     exit
 }
 

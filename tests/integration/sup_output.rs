@@ -221,15 +221,24 @@ fn sigterm_stops_the_supervisor_while_nobody_reads_its_stdout() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// Programs that only speak at exit (more of them: more chances to see the race).
+const TAILS: [&str; 4] = ["tail1", "tail2", "tail3", "tail4"];
+const LAST_WORDS: &str = r#"["sh", "-c", "trap 'seq 1 3000 | sed s/^/bye-/; exit 0' TERM; echo up; while :; do sleep 1; done"]"#;
+
 #[test]
 fn no_line_is_lost_when_stdout_is_read_even_the_last_ones_at_exit() {
     let dir = temp_dir();
     let config = write_config(
         dir.path(),
         "",
-        r#"[programs.counter]
+        &(r#"[programs.counter]
 command = ["sh", "-c", "trap 'seq 1 3000 | sed s/^/bye-/; exit 0' TERM; seq 1 100000; echo counted; while :; do sleep 1; done"]
-"#,
+"#
+        .to_string()
+            + &TAILS
+                .iter()
+                .map(|name| format!("[programs.{name}]\ncommand = {LAST_WORDS}\n"))
+                .collect::<String>()),
     );
     let (reader, writer) = std::io::pipe().unwrap();
     let mut cmd = Command::new(BIN);
@@ -252,11 +261,15 @@ command = ["sh", "-c", "trap 'seq 1 3000 | sed s/^/bye-/; exit 0' TERM; seq 1 10
     });
     wait_for("the counter to finish counting", SOON, || {
         let seen = seen.lock().unwrap();
-        String::from_utf8_lossy(&seen)
-            .contains("counter  | counted\n")
-            .then_some(())
+        let text = String::from_utf8_lossy(&seen);
+        (text.contains("counter  | counted\n")
+            && TAILS
+                .iter()
+                .all(|name| text.contains(&format!("{name:<8} | up\n"))))
+        .then_some(())
     });
-    // Stop: the program's trap prints 3000 more lines on its way out.
+    // Stop: each program's trap prints 3000 more lines on its way out, and the
+    // supervisor may see the exits before it has read those lines.
     kill(sup.pid(), libc::SIGTERM);
     assert!(sup.exited_within(SOON).is_some());
     pump.join().unwrap();
@@ -275,6 +288,11 @@ command = ["sh", "-c", "trap 'seq 1 3000 | sed s/^/bye-/; exit 0' TERM; seq 1 10
         .copied()
         .collect();
     assert_eq!(byes.len(), 3000, "lines printed at exit lost");
+    for name in TAILS {
+        let prefix = format!("{name:<8} | bye-");
+        let byes = text.lines().filter(|l| l.starts_with(&prefix)).count();
+        assert_eq!(byes, 3000, "{name}: lines printed at exit lost");
+    }
     assert!(
         !text.contains("lines dropped"),
         "lines dropped while stdout was read"

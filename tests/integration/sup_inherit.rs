@@ -118,3 +118,74 @@ fn a_launchers_state_is_undone_in_pid_1_too() {
         "SIGTERM did not stop the supervisor as PID 1"
     );
 }
+
+/// A launcher that leaves stdout non-blocking (`O_NONBLOCK` on the pipe):
+/// every write may fail with EAGAIN. No line may vanish silently: each one is
+/// either written or counted in a `lines dropped` line.
+#[test]
+fn a_non_blocking_stdout_loses_no_line_silently() {
+    use std::io::{BufRead, BufReader};
+    let dir = temp_dir();
+    let total = 200_000;
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!(
+            "[programs.count]\ncommand = [\"sh\", \"-c\", \"seq 1 {total}; echo counted; exec sleep infinity\"]\n"
+        ),
+    );
+    let launcher = dir.path().join("nonblocking.py");
+    std::fs::write(
+        &launcher,
+        "import os, sys\nos.set_blocking(1, False)\nos.execv(sys.argv[1], sys.argv[1:])\n",
+    )
+    .unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    let probe = writer.try_clone().unwrap();
+    let mut cmd = Command::new(python());
+    cmd.arg(&launcher)
+        .arg(BIN)
+        .arg("--config")
+        .arg(&config)
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer);
+    let _sup = crate::sup_hardening_util::Bare::spawn(cmd);
+    // Let stdout fill up first, so that writes meet EAGAIN.
+    wait_for("the pipe to fill", SOON, || {
+        crate::sup_output::pipe_full(&probe).then_some(())
+    });
+    drop(probe);
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut printed = 0u64;
+        let mut dropped = 0u64;
+        let mut last = 0u64;
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if let Some(n) = line.strip_prefix("count    | ") {
+                if n == "counted" {
+                    let _ = seen_tx.send((printed, dropped, last));
+                    continue;
+                }
+                let n: u64 = n.parse().unwrap();
+                assert!(n > last, "out of order: {n} after {last}");
+                last = n;
+                printed += 1;
+            } else if let Some((n, _)) = line
+                .strip_prefix("selfheal | ")
+                .and_then(|r| r.split_once(" lines dropped"))
+            {
+                dropped += n.parse::<u64>().unwrap();
+            }
+        }
+    });
+    let (printed, dropped, last) = seen_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the program's last line never arrived");
+    assert_eq!(last, total);
+    assert_eq!(
+        printed + dropped,
+        total,
+        "{printed} printed + {dropped} reported dropped: lines vanished silently"
+    );
+}

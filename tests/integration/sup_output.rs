@@ -120,7 +120,7 @@ command = ["sh", "-c", "i=0; while [ $i -lt 20000 ]; do printf '%s\r' \"$i\"; i=
 }
 
 /// Whether a write to the pipe would block now (`poll` on a write end).
-fn pipe_full(writer: &std::io::PipeWriter) -> bool {
+pub fn pipe_full(writer: &std::io::PipeWriter) -> bool {
     let mut pollfd = libc::pollfd {
         fd: writer.as_raw_fd(),
         events: libc::POLLOUT,
@@ -204,6 +204,11 @@ fn a_stdout_nobody_reads_never_freezes_the_supervisor() {
     });
     let dropped: u64 = wait_for("a `lines dropped` line", SOON, || *found.lock().unwrap());
     assert!(dropped > 0);
+    let hwm_kb = status_kb(sup.pid(), "VmHWM");
+    assert!(
+        hwm_kb < 20 * 1024,
+        "VmHWM {hwm_kb} kB ≥ 20 MB under a flood"
+    );
     kill(sup.pid(), libc::SIGTERM);
     assert!(sup.exited_within(SOON).is_some(), "no exit after SIGTERM");
 }

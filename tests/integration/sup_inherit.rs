@@ -1,9 +1,10 @@
 //! A launcher's process state does not reach the supervisor's behaviour or its
 //! programs (issue 10, item 4): a launcher that blocks TERM and CHLD, ignores
-//! TERM, INT and HUP, and leaves descriptors open without close-on-exec (one in
-//! the listen-fd range, one above), then execs selfheal. SIGTERM still stops
-//! it, a dead program is reaped and restarted, and no program gets the
-//! launcher's descriptors. As a child subreaper and as PID 1.
+//! TERM, INT, HUP and CHLD (auto-reaping: statuses would be lost), and leaves
+//! descriptors open without close-on-exec (one in the listen-fd range, one
+//! above), then execs selfheal. SIGTERM still stops it, a dead program is
+//! reaped and restarted, and no program gets the launcher's descriptors. As a
+//! child subreaper and as PID 1. Also a stdout left non-blocking.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,7 +24,7 @@ fn launcher(dir: &Path) -> PathBuf {
     let body = format!(
         r#"import os, signal, sys
 signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGTERM, signal.SIGCHLD}})
-for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
     signal.signal(s, signal.SIG_IGN)
 fd = os.open("{leak}", os.O_RDONLY)
 for n in (5, 40):

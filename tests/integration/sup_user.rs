@@ -65,7 +65,18 @@ impl Account {
 
 impl Drop for Account {
     fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.user).status();
+        // userdel refuses while a process of the user lives: the programs die
+        // of PR_SET_PDEATHSIG after the supervisor, a moment later.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !Command::new("userdel")
+            .arg(&self.user)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = Command::new("groupdel").arg(&self.extra).status();
         let _ = Command::new("groupdel")
             .arg(&self.primary_override)

@@ -12,9 +12,9 @@
 
 use std::io;
 
-/// Signals whose disposition is reset to `SIG_DFL` (1 … 31, the standard ones;
-/// real-time signals are not the supervisor's business). SIGKILL and SIGSTOP
-/// cannot be changed; SIGPIPE is set to ignored instead (below).
+/// Signals whose disposition is reset when ignored (1 … 31, the standard ones;
+/// real-time signals are not the supervisor's business, and programs get every
+/// signal reset anyway, see `spawn`).
 const LAST_STANDARD_SIGNAL: libc::c_int = 31;
 
 /// Resets the inherited process state. Call first thing in the supervisor,
@@ -28,10 +28,10 @@ const LAST_STANDARD_SIGNAL: libc::c_int = 31;
 ///   reaches its handler, instead of taking the default action and killing the
 ///   supervisor. Threads started meanwhile (the output writer) keep the full
 ///   mask for good: signals are the owner thread's business;
-/// - dispositions of signals 1–31: `SIG_DFL`, except SIGPIPE, which is
-///   `SIG_IGN` as the Rust runtime sets it (a write to a closed stdout must be
-///   an `EPIPE` error, not the supervisor's death); the supervisor installs its
-///   own handlers right after;
+/// - signals 1–31 left ignored: back to `SIG_DFL` (the supervisor installs
+///   its own handlers right after), except SIGPIPE, which stays `SIG_IGN` as the
+///   Rust runtime sets it (a write to a closed stdout must be an `EPIPE` error,
+///   not the supervisor's death);
 /// - descriptors ≥ 3: marked close-on-exec, so none reaches a program. They
 ///   are not closed: the process may still use them (e.g. a descriptor handed
 ///   over on purpose), and `CLOEXEC` is all the children need.
@@ -65,35 +65,40 @@ fn set_mask(mask: &nix::sys::signal::SigSet) -> nix::Result<()> {
     nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(mask), None)
 }
 
-/// SIG_DFL for `sig` (SIG_IGN for SIGPIPE); EINVAL for SIGKILL/SIGSTOP and the
-/// like is not an error.
+/// `SIG_DFL` for `sig` if the launcher left it ignored. Only "ignored" survives
+/// `execve` (handlers are reset by the kernel), so a signal that has a handler
+/// now got it from this process: the Rust runtime's SIGSEGV/SIGBUS
+/// stack-overflow handlers are kept. SIGPIPE stays ignored (see above).
 fn reset_disposition(sig: libc::c_int) -> io::Result<()> {
-    if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+    if matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGPIPE) {
         return Ok(());
     }
-    let handler = if sig == libc::SIGPIPE {
-        libc::SIG_IGN
-    } else {
-        libc::SIG_DFL
+    // SAFETY: sigaction with a null new action only reads the disposition
+    // into `current`, a zeroed (valid) struct on this stack frame.
+    let current = unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(sig, std::ptr::null(), &mut current) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        current
     };
+    if current.sa_sigaction != libc::SIG_IGN {
+        return Ok(());
+    }
     // SAFETY: a zeroed sigaction is a valid value (empty mask, no flags); we
-    // install SIG_DFL/SIG_IGN, which run no code of ours, and pass no old-action
+    // install SIG_DFL, which runs no code of ours, and pass no old-action
     // pointer. Single-threaded here, so nothing races with the change.
     let rc = unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = handler;
+        action.sa_sigaction = libc::SIG_DFL;
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(sig, &action, std::ptr::null_mut())
     };
     if rc == 0 {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EINVAL) {
-        // Reserved by libc (none in 1–31 on glibc/musl today): nothing to reset.
-        return Ok(());
-    }
-    Err(err)
 }
 
 /// Marks every descriptor ≥ 3 close-on-exec: `close_range(2)` with

@@ -15,7 +15,9 @@
 
 mod writer;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
@@ -28,12 +30,40 @@ pub const MAX_LINE: usize = 16 * 1024;
 /// Bytes asked of the pipe per read.
 const READ_CHUNK: usize = 8 * 1024;
 
+/// How long [`Output::finish`] waits for programs' last lines at exit.
+pub const FINISH_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Where every line goes. Cheap to clone into reader tasks.
 #[derive(Clone)]
 pub struct Output {
     format: LogFormat,
     width: usize,
     writer: Arc<Writer>,
+    readers: Arc<Readers>,
+}
+
+/// The reader tasks still running, so that exit can wait for their last lines.
+#[derive(Default)]
+struct Readers {
+    live: AtomicUsize,
+    ended: tokio::sync::Notify,
+}
+
+/// Held by a reader task; counts it out when the task ends or is dropped.
+struct ReaderGuard(Arc<Readers>);
+
+impl ReaderGuard {
+    fn new(readers: &Arc<Readers>) -> ReaderGuard {
+        readers.live.fetch_add(1, Ordering::SeqCst);
+        ReaderGuard(readers.clone())
+    }
+}
+
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::SeqCst);
+        self.0.ended.notify_waiters();
+    }
 }
 
 impl std::fmt::Debug for Output {
@@ -86,6 +116,26 @@ impl Output {
             format,
             width,
             writer: Arc::new(writer),
+            readers: Arc::default(),
+        }
+    }
+
+    /// At exit: waits (at most `timeout`) until every program's output has
+    /// been read to its end, so the last lines a program printed before it
+    /// died are not lost with the runtime. The queue itself is flushed when
+    /// the last `Output` is dropped (see [`Writer`]).
+    pub async fn finish(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ended = self.readers.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.readers.live.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return;
+            }
         }
     }
 
@@ -171,7 +221,9 @@ pub fn pump(output: Output, program: Arc<str>, reader: std::io::PipeReader) {
             return;
         }
     };
+    let guard = ReaderGuard::new(&output.readers);
     tokio::spawn(async move {
+        let _guard = guard;
         // Allocated at the first byte: a quiet program costs no buffer.
         let mut pending: Vec<u8> = Vec::new();
         loop {
@@ -292,6 +344,21 @@ mod tests {
         let (lines, used) = split(&buf[..MAX_LINE + 7]);
         assert_eq!(lines.len(), 1);
         assert_eq!(used, MAX_LINE);
+    }
+
+    #[test]
+    fn pieces_are_marked_in_both_formats() {
+        let human = format_line(LogFormat::Human, 6, "app", "output", "abc", true);
+        assert_eq!(human, "app    | abc…\n".as_bytes());
+        let whole = format_line(LogFormat::Human, 6, "app", "output", "abc", false);
+        assert_eq!(whole, b"app    | abc\n");
+        let json = format_line(LogFormat::Json, 6, "app", "output", "abc", true);
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(value["partial"], true);
+        assert_eq!(value["message"], "abc");
+        let json = format_line(LogFormat::Json, 6, "app", "output", "abc", false);
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert!(value.get("partial").is_none());
     }
 
     #[test]

@@ -312,7 +312,9 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
     if let Some(socket) = &admin_socket {
         let _ = std::fs::remove_file(socket);
     }
-    // The last lines (the exit note among them) reach stdout, within a bound.
+    // The programs' last lines: read them before the runtime goes; then the
+    // queue (the exit note among it) reaches stdout, within a bound.
+    sup.output.finish(logs::FINISH_TIMEOUT).await;
     sup.output.flush(Duration::from_secs(1));
     exit
 }

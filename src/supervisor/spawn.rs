@@ -73,42 +73,8 @@ pub struct Child {
 /// Spawns `spec`. Any failure before the program runs is an
 /// [`Termination::ExecFailed`] with a message naming the cause.
 pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| !k.as_bytes().starts_with(b"LISTEN_") && k != "NOTIFY_SOCKET")
-        .collect();
-    let mut set = |k: &str, v: OsString| {
-        env.retain(|(key, _)| key != k);
-        env.push((k.into(), v));
-    };
-    let mut credentials = Credentials::default();
-    let mut user_name = None;
-    if let Some(name) = spec.user {
-        let user = resolve_user(name)?;
-        set("HOME", user.dir.clone().into_os_string());
-        set("USER", user.name.clone().into());
-        set("LOGNAME", user.name.clone().into());
-        if nix::unistd::geteuid().is_root() {
-            credentials = Credentials::of_user(&user)?;
-        }
-        user_name = Some(user.name);
-    }
-    if let Some(name) = spec.group {
-        let group = nix::unistd::Group::from_name(name)
-            .ok()
-            .flatten()
-            .ok_or_else(|| failed(127, format!("no such group {name:?}")))?;
-        if nix::unistd::geteuid().is_root() {
-            credentials.gid = Some(group.gid.as_raw());
-        }
-    }
-    for (k, v) in spec.env {
-        set(k, v.into());
-    }
-    if !spec.listen.is_empty() {
-        set("LISTEN_FDS", spec.listen.len().to_string().into());
-        let names: Vec<&str> = spec.listen.iter().map(|(_, n)| n.as_str()).collect();
-        set("LISTEN_FDNAMES", names.join(":").into());
-    }
+    let identity = Identity::of(spec)?;
+    let env = environment(spec, identity.user.as_ref());
     if let Some(dir) = spec.workdir {
         if !dir.is_dir() {
             return Err(failed(
@@ -128,7 +94,7 @@ pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
     )?;
     let listen_fds: Vec<RawFd> = spec.listen.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
     let mut image = ExecImage::new(&program, spec.argv, &env, listen_fds)?;
-    image.credentials = credentials;
+    image.credentials = identity.credentials;
     image.workdir = spec.workdir.map(|d| cstring(d.as_os_str())).transpose()?;
 
     image.foreground = spec.foreground;
@@ -142,9 +108,64 @@ pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
             &e,
             &program,
             spec.workdir,
-            user_name.as_deref(),
+            identity.user.as_ref().map(|u| u.name.as_str()),
         )),
     }
+}
+
+/// Who the program runs as: the resolved `user` (for its environment) and
+/// the credentials the child takes (only when the supervisor is root).
+struct Identity {
+    user: Option<nix::unistd::User>,
+    credentials: Credentials,
+}
+
+impl Identity {
+    fn of(spec: &Spec) -> Result<Identity, Termination> {
+        let root = nix::unistd::geteuid().is_root();
+        let user = spec.user.map(resolve_user).transpose()?;
+        let mut credentials = match &user {
+            Some(user) if root => Credentials::of_user(user)?,
+            _ => Credentials::default(),
+        };
+        if let Some(name) = spec.group {
+            let group = nix::unistd::Group::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| failed(127, format!("no such group {name:?}")))?;
+            if root {
+                credentials.gid = Some(group.gid.as_raw());
+            }
+        }
+        Ok(Identity { user, credentials })
+    }
+}
+
+/// The supervisor's environment, byte for byte, minus its own `LISTEN_*` and
+/// `NOTIFY_SOCKET`; then the user's `HOME`/`USER`/`LOGNAME`, the program's
+/// `env`, and the `LISTEN_FDS`/`LISTEN_FDNAMES` of its sockets.
+fn environment(spec: &Spec, user: Option<&nix::unistd::User>) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| !k.as_bytes().starts_with(b"LISTEN_") && k != "NOTIFY_SOCKET")
+        .collect();
+    let mut set = |k: &str, v: OsString| {
+        env.retain(|(key, _)| key != k);
+        env.push((k.into(), v));
+    };
+    if let Some(user) = user {
+        set("HOME", user.dir.clone().into_os_string());
+        set("USER", user.name.clone().into());
+        set("LOGNAME", user.name.clone().into());
+    }
+    for (k, v) in spec.env {
+        set(k, v.into());
+    }
+    if !spec.listen.is_empty() {
+        set("LISTEN_FDS", spec.listen.len().to_string().into());
+        let names: Vec<&str> = spec.listen.iter().map(|(_, n)| n.as_str()).collect();
+        set("LISTEN_FDNAMES", names.join(":").into());
+    }
+    env
 }
 
 /// The descriptors a child gets as 0, 1, 2, held open until it has exec'd.

@@ -99,15 +99,22 @@ pub fn cli_within(socket: &Path, args: &[&str], timeout: Duration) -> Option<(i3
     Some((status.code().unwrap_or(-1), text))
 }
 
-/// The `pid` of program `name` from `selfheal status --json`, within a deadline.
-pub fn status_pid(socket: &Path, name: &str, timeout: Duration) -> Option<i32> {
+/// The status entry of program `name` from `selfheal status --json`, or `None`
+/// when the CLI did not finish within `timeout`.
+pub fn status_of(socket: &Path, name: &str, timeout: Duration) -> Option<serde_json::Value> {
     let (code, text) = cli_within(socket, &["status", "--json"], timeout)?;
     assert_eq!(code, 0, "status --json failed: {text}");
     let status: serde_json::Value = serde_json::from_str(&text).ok()?;
     status["programs"]
         .as_array()?
         .iter()
-        .find(|p| p["name"] == name)?["pid"]
+        .find(|p| p["name"] == name)
+        .cloned()
+}
+
+/// The `pid` of program `name` from `selfheal status --json`, within a deadline.
+pub fn status_pid(socket: &Path, name: &str, timeout: Duration) -> Option<i32> {
+    status_of(socket, name, timeout)?["pid"]
         .as_i64()
         .map(|p| p as i32)
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::harness::{temp_dir, wait_for, BIN};
-use crate::sup_hardening_util::{status_kb, status_pid, Bare};
+use crate::sup_hardening_util::{status_kb, status_of, status_pid, Bare};
 use crate::sup_util::{kill, python, wait_file, write_config, SOON};
 
 /// Longest piece of a line, as documented (Docker's 16 KiB).
@@ -51,6 +51,13 @@ fn a_100mb_line_is_cut_into_marked_pieces_and_memory_stays_flat() {
         ),
     );
     wait_file(&dir.path().join("done"), Duration::from_secs(120));
+    // The program's write returned: all but 64 KiB (the pipe) is in the
+    // supervisor's hands now.
+    let hwm_at_done = status_kb(sup.pid(), "VmHWM");
+    assert!(
+        hwm_at_done < 20 * 1024,
+        "VmHWM {hwm_at_done} kB ≥ 20 MB once the program wrote 100 MB"
+    );
     // Every full piece is out once the program has written everything (the
     // pipe holds at most 64 KiB; the last partial 8448 bytes wait for more).
     let full_pieces = total / MAX_LINE;
@@ -113,7 +120,7 @@ command = ["sh", "-c", "i=0; while [ $i -lt 20000 ]; do printf '%s\r' \"$i\"; i=
 }
 
 /// Whether a write to the pipe would block now (`poll` on a write end).
-fn pipe_full(writer: &std::io::PipeWriter) -> bool {
+pub fn pipe_full(writer: &std::io::PipeWriter) -> bool {
     let mut pollfd = libc::pollfd {
         fd: writer.as_raw_fd(),
         events: libc::POLLOUT,
@@ -134,6 +141,7 @@ fn start_stalled(dir: &tempfile::TempDir) -> (Bare, std::io::PipeReader) {
 command = ["yes", "a chatty program writes this line again and again"]
 [programs.quiet]
 command = ["sleep", "infinity"]
+health = { exec = ["true"], interval = "100ms", timeout = "2s", failures = 3 }
 "#,
     );
     let (reader, writer) = std::io::pipe().unwrap();
@@ -170,6 +178,11 @@ fn a_stdout_nobody_reads_never_freezes_the_supervisor() {
         status_pid(&socket, "quiet", Duration::from_secs(5)).filter(|p| *p != quiet)
     });
     assert_ne!(restarted, quiet);
+    // Probing goes on: the new incarnation's exec probe passes.
+    wait_for("the restarted quiet to be ready", SOON, || {
+        status_of(&socket, "quiet", Duration::from_secs(5))
+            .filter(|p| p["pid"] == restarted && p["ready"] == true)
+    });
     assert!(crate::sup_util::zombies_of(sup.pid()).is_empty());
 
     // Once stdout is read again, the gap is reported with its size.
@@ -191,6 +204,11 @@ fn a_stdout_nobody_reads_never_freezes_the_supervisor() {
     });
     let dropped: u64 = wait_for("a `lines dropped` line", SOON, || *found.lock().unwrap());
     assert!(dropped > 0);
+    let hwm_kb = status_kb(sup.pid(), "VmHWM");
+    assert!(
+        hwm_kb < 20 * 1024,
+        "VmHWM {hwm_kb} kB ≥ 20 MB under a flood"
+    );
     kill(sup.pid(), libc::SIGTERM);
     assert!(sup.exited_within(SOON).is_some(), "no exit after SIGTERM");
 }
@@ -208,15 +226,24 @@ fn sigterm_stops_the_supervisor_while_nobody_reads_its_stdout() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// Programs that only speak at exit (more of them: more chances to see the race).
+const TAILS: [&str; 4] = ["tail1", "tail2", "tail3", "tail4"];
+const LAST_WORDS: &str = r#"["sh", "-c", "trap 'seq 1 3000 | sed s/^/bye-/; exit 0' TERM; echo up; while :; do sleep 1; done"]"#;
+
 #[test]
 fn no_line_is_lost_when_stdout_is_read_even_the_last_ones_at_exit() {
     let dir = temp_dir();
     let config = write_config(
         dir.path(),
         "",
-        r#"[programs.counter]
+        &(r#"[programs.counter]
 command = ["sh", "-c", "trap 'seq 1 3000 | sed s/^/bye-/; exit 0' TERM; seq 1 100000; echo counted; while :; do sleep 1; done"]
-"#,
+"#
+        .to_string()
+            + &TAILS
+                .iter()
+                .map(|name| format!("[programs.{name}]\ncommand = {LAST_WORDS}\n"))
+                .collect::<String>()),
     );
     let (reader, writer) = std::io::pipe().unwrap();
     let mut cmd = Command::new(BIN);
@@ -239,11 +266,15 @@ command = ["sh", "-c", "trap 'seq 1 3000 | sed s/^/bye-/; exit 0' TERM; seq 1 10
     });
     wait_for("the counter to finish counting", SOON, || {
         let seen = seen.lock().unwrap();
-        String::from_utf8_lossy(&seen)
-            .contains("counter  | counted\n")
-            .then_some(())
+        let text = String::from_utf8_lossy(&seen);
+        (text.contains("counter  | counted\n")
+            && TAILS
+                .iter()
+                .all(|name| text.contains(&format!("{name:<8} | up\n"))))
+        .then_some(())
     });
-    // Stop: the program's trap prints 3000 more lines on its way out.
+    // Stop: each program's trap prints 3000 more lines on its way out, and the
+    // supervisor may see the exits before it has read those lines.
     kill(sup.pid(), libc::SIGTERM);
     assert!(sup.exited_within(SOON).is_some());
     pump.join().unwrap();
@@ -262,6 +293,11 @@ command = ["sh", "-c", "trap 'seq 1 3000 | sed s/^/bye-/; exit 0' TERM; seq 1 10
         .copied()
         .collect();
     assert_eq!(byes.len(), 3000, "lines printed at exit lost");
+    for name in TAILS {
+        let prefix = format!("{name:<8} | bye-");
+        let byes = text.lines().filter(|l| l.starts_with(&prefix)).count();
+        assert_eq!(byes, 3000, "{name}: lines printed at exit lost");
+    }
     assert!(
         !text.contains("lines dropped"),
         "lines dropped while stdout was read"

@@ -38,7 +38,10 @@ impl Account {
             nix::unistd::geteuid().is_root(),
             "this test needs root (useradd, groupadd)"
         );
-        let tag = std::process::id();
+        // Unique per test, also when tests share a process (`cargo test`).
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tag = format!("{}x{n}", std::process::id());
         let a = Account {
             user: format!("shuser{tag}"),
             extra: format!("shextra{tag}"),
@@ -62,7 +65,18 @@ impl Account {
 
 impl Drop for Account {
     fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.user).status();
+        // userdel refuses while a process of the user lives: the programs die
+        // of PR_SET_PDEATHSIG after the supervisor, a moment later.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !Command::new("userdel")
+            .arg(&self.user)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = Command::new("groupdel").arg(&self.extra).status();
         let _ = Command::new("groupdel")
             .arg(&self.primary_override)
@@ -152,5 +166,39 @@ fn user_keeps_its_supplementary_groups_and_group_overrides_the_primary() {
             gid: other,
             groups: both,
         }
+    );
+}
+
+/// A workdir the user cannot enter: the set-up step is named, not misread as
+/// the program's own exec error.
+#[test]
+fn a_workdir_the_user_cannot_enter_is_named() {
+    let account = Account::create();
+    let dir = temp_dir();
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let sup = start_cmd(
+        dir,
+        "",
+        &format!(
+            "[programs.shut]\ncommand = [\"sleep\", \"infinity\"]\nuser = \"{u}\"\nworkdir = \"@DIR@/locked\"\nrestart_limit = {{ max = 1000, window = \"60s\" }}\n",
+            u = account.user
+        ),
+        |_| {},
+    );
+    let line = wait_for("shut to fail to start", SOON, || {
+        sup.output()
+            .lines()
+            .find(|l| l.contains("shut could not start"))
+            .map(str::to_string)
+    });
+    assert!(
+        line.contains(&format!(
+            "cannot enter workdir {} as user {}",
+            locked.display(),
+            account.user
+        )) && line.contains("Permission denied"),
+        "{line}"
     );
 }

@@ -43,7 +43,7 @@ const EVENT_RESERVE_DIVISOR: usize = 16;
 pub const STALL: Duration = Duration::from_millis(500);
 
 /// Bytes handed to one `write(2)`, so that progress is seen within a batch.
-const WRITE_CHUNK: usize = 64 * 1024;
+const WRITE_CHUNK: usize = 16 * 1024;
 
 /// How long dropping the last handle waits for the queue to drain.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);

@@ -106,3 +106,23 @@ fn hup_goes_only_to_programs_that_declare_it() {
     assert_eq!(sup.program("plain")["pid"], plain, "{}", sup.output());
     assert_eq!(sup.program("plain")["restarts"], 0, "{}", sup.output());
 }
+
+/// The shipped app and proxy take HUP, USR1 and USR2 without dying (a
+/// `docker kill -s HUP`, or a program that declares them, must not crash them).
+#[test]
+fn the_app_and_the_proxy_survive_hup_usr1_usr2() {
+    let redis = crate::harness::Redis::start(crate::harness::temp_dir().path());
+    let app = crate::app_util::start_app(&redis.url(), &[]);
+    let upstream = crate::proxy_util::Upstream::start();
+    let (proxy, addr) = crate::proxy_util::start_proxy(&[upstream.addr()], &[]);
+    for sig in [libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2] {
+        app.proc.signal(sig);
+        proxy.signal(sig);
+    }
+    app.proc.wait_output("received SIGUSR2", SOON);
+    proxy.wait_output("received SIGUSR2", SOON);
+    crate::app_util::assert_live(&app.addr);
+    let answer = crate::harness::get(&addr, "/", &[]).map(|r| r.status);
+    assert_eq!(answer, Some(200));
+    assert!(crate::sup_util::alive(app.proc.pid()) && crate::sup_util::alive(proxy.pid()));
+}

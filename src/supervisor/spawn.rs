@@ -25,6 +25,7 @@ use std::io::PipeReader;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 mod vfork;
 
@@ -145,9 +146,14 @@ impl Identity {
 /// `NOTIFY_SOCKET`; then the user's `HOME`/`USER`/`LOGNAME`, the program's
 /// `env`, and the `LISTEN_FDS`/`LISTEN_FDNAMES` of its sockets.
 fn environment(spec: &Spec, user: Option<&nix::unistd::User>) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| !k.as_bytes().starts_with(b"LISTEN_") && k != "NOTIFY_SOCKET")
-        .collect();
+    // The supervisor never changes its own environment, so it is read once.
+    static OWN: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
+    let own = OWN.get_or_init(|| {
+        std::env::vars_os()
+            .filter(|(k, _)| !k.as_bytes().starts_with(b"LISTEN_") && k != "NOTIFY_SOCKET")
+            .collect()
+    });
+    let mut env = own.clone();
     let mut set = |k: &str, v: OsString| {
         env.retain(|(key, _)| key != k);
         env.push((k.into(), v));
@@ -170,50 +176,66 @@ fn environment(spec: &Spec, user: Option<&nix::unistd::User>) -> Vec<(OsString, 
 
 /// The descriptors a child gets as 0, 1, 2, held open until it has exec'd.
 struct StdFds {
-    stdin: Option<OwnedFd>,
-    /// The write end of the output pipe (both 1 and 2), or `/dev/null`.
-    out: Option<OwnedFd>,
-    reader: Option<PipeReader>,
+    stdin: Option<RawFd>,
+    /// `/dev/null`, when the output is not captured.
+    out: Option<RawFd>,
+    /// The output pipe (both 1 and 2).
+    pipe: Option<(PipeReader, OwnedFd)>,
 }
 
 impl StdFds {
     fn for_(stdio: ChildStdio) -> Result<StdFds, Termination> {
-        let null = || {
-            std::fs::File::open("/dev/null")
-                .map(OwnedFd::from)
-                .map_err(|e| failed(126, format!("/dev/null: {e}")))
-        };
         Ok(match stdio {
             ChildStdio::Capture => {
                 let (reader, writer) =
                     std::io::pipe().map_err(|e| failed(126, format!("pipe: {e}")))?;
                 StdFds {
-                    stdin: Some(null()?),
-                    out: Some(writer.into()),
-                    reader: Some(reader),
+                    stdin: Some(dev_null()?),
+                    out: None,
+                    pipe: Some((reader, writer.into())),
                 }
             }
             ChildStdio::Inherit => StdFds {
                 stdin: None,
                 out: None,
-                reader: None,
+                pipe: None,
             },
             ChildStdio::Null => StdFds {
-                stdin: Some(null()?),
-                out: Some(null()?),
-                reader: None,
+                stdin: Some(dev_null()?),
+                out: Some(dev_null()?),
+                pipe: None,
             },
         })
     }
 
     fn raw(&self) -> [Option<RawFd>; 3] {
-        let out = self.out.as_ref().map(|fd| fd.as_raw_fd());
-        [self.stdin.as_ref().map(|fd| fd.as_raw_fd()), out, out]
+        let out = self
+            .pipe
+            .as_ref()
+            .map(|(_, writer)| writer.as_raw_fd())
+            .or(self.out);
+        [self.stdin, out, out]
     }
 
+    /// The read end; the parent's copy of the write end is closed here.
     fn into_output(self) -> Option<PipeReader> {
-        self.reader
+        self.pipe.map(|(reader, _writer)| reader)
     }
+}
+
+/// `/dev/null`, opened once (read-write, close-on-exec) for every child's
+/// stdin and unread output: one `open` less per spawn.
+fn dev_null() -> Result<RawFd, Termination> {
+    static NULL: OnceLock<std::fs::File> = OnceLock::new();
+    if let Some(file) = NULL.get() {
+        return Ok(file.as_raw_fd());
+    }
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| failed(126, format!("/dev/null: {e}")))?;
+    Ok(NULL.get_or_init(|| file).as_raw_fd())
 }
 
 /// The child's error as the operator should read it: a failed set-up step

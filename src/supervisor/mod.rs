@@ -190,6 +190,10 @@ async fn run(config: Config, args: RunArgs) -> Exit {
         if pid == 1 { " (init)" } else { " (subreaper)" },
         admin_socket.display()
     ));
+    for warning in &sup.config.warnings {
+        sup.output
+            .note(&warning.display(&sup.config.path).to_string());
+    }
     sup.start_waiting();
     sup.publish();
 

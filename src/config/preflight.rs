@@ -29,7 +29,7 @@ use std::ffi::{CString, OsStr, OsString};
 use std::fs::Metadata;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{AccessFlags, Gid, Uid};
@@ -270,6 +270,11 @@ fn executable_problem(
     };
     match std::fs::metadata(&path) {
         Ok(meta) if meta.is_dir() => Some(error(format!("{} is a directory", path.display()))),
+        // execve runs regular files only (EACCES otherwise).
+        Ok(meta) if !meta.is_file() => Some(error(format!(
+            "{} is not a regular file (a device, FIFO or socket cannot be run)",
+            path.display()
+        ))),
         Ok(meta) if !permitted(&path, &meta, who, AccessFlags::X_OK) => Some(error(format!(
             "{} is not executable (mode {:o}{}; chmod +x it)",
             path.display(),
@@ -325,8 +330,13 @@ fn not_found_in_path(name: &str, search: &OsStr, near: Option<PathBuf>) -> Findi
 /// script whose interpreter exists, or something execve will refuse.
 fn file_problem(path: &Path, workdir: Option<&Path>, who: &Who) -> Option<Finding> {
     let mut head = Vec::with_capacity(SHEBANG_MAX);
-    let read =
-        std::fs::File::open(path).and_then(|f| f.take(SHEBANG_MAX as u64).read_to_end(&mut head));
+    // Non-blocking: should the file have become a FIFO since it was judged a
+    // regular file, reading it must not hang the supervisor's start-up.
+    let read = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .and_then(|f| f.take(SHEBANG_MAX as u64).read_to_end(&mut head));
     if read.is_err() {
         return None; // execute-only files are fine to run; nothing to inspect
     }
@@ -352,8 +362,8 @@ fn file_problem(path: &Path, workdir: Option<&Path>, who: &Who) -> Option<Findin
     };
     let script = path.display();
     match std::fs::metadata(&full) {
-        Ok(meta) if meta.is_dir() => Some(error(format!(
-            "{script}: its interpreter {} is a directory",
+        Ok(meta) if !meta.is_file() => Some(error(format!(
+            "{script}: its interpreter {} is not a regular file",
             full.display()
         ))),
         Ok(meta) if !permitted(&full, &meta, who, AccessFlags::X_OK) => Some(error(format!(

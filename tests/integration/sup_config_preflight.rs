@@ -70,6 +70,12 @@ fn fixtures(dir: &Path) {
     std::fs::create_dir(&locked).expect("mkdir");
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
     std::fs::create_dir_all(dir.join("bin/tool")).expect("mkdir");
+    // With execute bits, so only its type is wrong (and reading it would block).
+    nix::unistd::mkfifo(
+        &dir.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o755),
+    )
+    .expect("mkfifo");
 }
 
 /// Every problem once; `(needle, field, message)` per expected diagnostic, the
@@ -90,6 +96,8 @@ command = ["@DIR@/no-interpreter.sh"]
 command = ["@DIR@/no-format"]
 [programs.dir]
 command = ["@DIR@/bin"]
+[programs.fifo]
+command = ["@DIR@/fifo"]
 [programs.pathdir]
 command = ["tool"]
 env = { PATH = "@DIR@/bin" }
@@ -148,6 +156,11 @@ const ALL_EXPECTED: &[(&str, &str, &str)] = &[
         "neither an ELF binary nor a script with a #! line",
     ),
     ("\"@DIR@/bin\"", "programs.dir.command", "bin is a directory"),
+    (
+        "\"@DIR@/fifo\"",
+        "programs.fifo.command",
+        "fifo is not a regular file",
+    ),
     (
         "\"tool\"",
         "programs.pathdir.command",

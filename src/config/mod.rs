@@ -181,4 +181,6 @@ pub fn check_main(args: &crate::cli::CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

@@ -25,6 +25,7 @@
 //! when the supervisor is root, else the checking process itself. POSIX ACLs and
 //! capabilities beyond root's are not modelled.
 
+use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::Metadata;
 use std::io::Read;
@@ -81,13 +82,33 @@ impl Host {
 
 /// Checks every program that could be read, reporting into `diags`.
 pub fn check(programs: &[(Program, Spans)], host: &Host, diags: &mut Diagnostics) {
+    let mut memo = Memo::default();
     for (program, spans) in programs {
-        check_program(program, spans, host, diags);
+        check_program(program, spans, host, &mut memo, diags);
     }
     check_descriptors(programs, host, diags);
 }
 
+/// Answers already found, so that a thousand programs running the same
+/// command as the same user cost one look-up each (the supervisor's start-up
+/// waits for these checks).
+#[derive(Default)]
+struct Memo {
+    identities: HashMap<IdentityKey, (Who, Vec<FieldFinding>)>,
+    executables: HashMap<ExecutableKey, Option<Finding>>,
+}
+
+/// A finding about the `user` or the `group` field (its key).
+type FieldFinding = (&'static str, Finding);
+
+/// `user`, `group`.
+type IdentityKey = (Option<String>, Option<String>);
+
+/// Command name, `PATH`, workdir, uid (`None`: the supervisor's own).
+type ExecutableKey = (String, Option<OsString>, Option<PathBuf>, Option<u32>);
+
 /// One finding, before it is given a position.
+#[derive(Clone)]
 struct Finding {
     severity: Severity,
     message: String,
@@ -108,6 +129,7 @@ fn warning(message: String) -> Finding {
 }
 
 /// The identity permissions are judged for.
+#[derive(Clone)]
 enum Who {
     /// The checking process itself (`access(2)`).
     Supervisor,
@@ -115,19 +137,48 @@ enum Who {
     User { uid: Uid, gids: Vec<Gid> },
 }
 
-fn check_program(p: &Program, spans: &Spans, host: &Host, diags: &mut Diagnostics) {
+fn check_program(
+    p: &Program,
+    spans: &Spans,
+    host: &Host,
+    memo: &mut Memo,
+    diags: &mut Diagnostics,
+) {
     let field = |key: &str| format!("programs.{}.{key}", key_text(&p.name));
     let mut report = |span: &Span, key: &str, f: Finding| {
         diags.push(f.severity, span.clone(), &field(key), f.message)
     };
-    let who = identity(p, host, &mut |key, f| {
+    let (who, findings) = memo
+        .identities
+        .entry((p.user.clone(), p.group.clone()))
+        .or_insert_with(|| {
+            let mut findings = Vec::new();
+            let who = identity(p, host, &mut |key, f| findings.push((key, f)));
+            (who, findings)
+        })
+        .clone();
+    for (key, f) in findings {
         let span = if key == "user" {
             &spans.user
         } else {
             &spans.group
         };
-        report(span, key, f)
-    });
+        report(span, key, f);
+    }
+    let mut executable =
+        |name: &str, path_var: Option<OsString>, base: Option<&Path>, who: &Who| {
+            let uid = match who {
+                Who::Supervisor => None,
+                Who::User { uid, .. } => Some(uid.as_raw()),
+            };
+            let key = (name.to_string(), path_var, base.map(Path::to_path_buf), uid);
+            if let Some(known) = memo.executables.get(&key) {
+                return known.clone();
+            }
+            let found = executable_problem(name, key.1.as_deref(), base, who);
+            memo.executables.insert(key, found.clone());
+            found
+        };
     let mut workdir_ok = true;
     if let Some(dir) = &p.workdir {
         if let Some(f) = workdir_problem(dir, &who) {
@@ -150,8 +201,7 @@ fn check_program(p: &Program, spans: &Spans, host: &Host, diags: &mut Diagnostic
             None
         };
         if !(name.contains('/') && !name.starts_with('/') && !workdir_ok) {
-            let finding = executable_problem(name, path_var.as_deref(), base, &who);
-            if let Some(f) = finding {
+            if let Some(f) = executable(name, path_var, base, &who) {
                 report(span, "command", f);
             }
         }
@@ -160,9 +210,8 @@ fn check_program(p: &Program, spans: &Spans, host: &Host, diags: &mut Diagnostic
         if let Probe::Exec(argv) = &health.probe {
             if let Some(name) = argv.first() {
                 // Probes run as the supervisor, in its directory and environment.
-                let finding =
-                    executable_problem(name, host.path_var.as_deref(), None, &Who::Supervisor);
-                if let Some(f) = finding {
+                let path_var = host.path_var.clone();
+                if let Some(f) = executable(name, path_var, None, &Who::Supervisor) {
                     report(span, "health.exec", f);
                 }
             }
@@ -172,7 +221,7 @@ fn check_program(p: &Program, spans: &Spans, host: &Host, diags: &mut Diagnostic
 
 /// Who the program runs as, with a warning for a `user` or `group` that does
 /// not exist (yet). `user` only takes effect when the supervisor is root.
-fn identity(p: &Program, host: &Host, report: &mut dyn FnMut(&str, Finding)) -> Who {
+fn identity(p: &Program, host: &Host, report: &mut dyn FnMut(&'static str, Finding)) -> Who {
     let mut who = Who::Supervisor;
     if let Some(name) = &p.user {
         match nix::unistd::User::from_name(name) {

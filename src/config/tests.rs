@@ -260,3 +260,41 @@ fn more_listen_addresses_than_a_child_can_inherit_are_an_error() {
         "{d:?}"
     );
 }
+
+#[test]
+fn programs_sharing_a_command_each_get_their_findings() {
+    // The host checks remember answers per command and user; every program
+    // still gets the finding at its own position.
+    let host = Host {
+        path_var: Some("/usr/bin:/bin".into()),
+        root: false,
+        nofile: None,
+    };
+    let src = r#"[programs.a]
+command = ["selfheal-no-such-binary"]
+user = "selfheal-no-such-user"
+[programs.b]
+command = ["selfheal-no-such-binary"]
+user = "selfheal-no-such-user"
+"#;
+    let c = match parse_checked(src, Path::new("t.toml"), &env, &host) {
+        Ok(c) => c,
+        Err(e) => panic!("unexpected error: {e}"),
+    };
+    let at: Vec<(usize, &str)> = c
+        .warnings
+        .iter()
+        .map(|d| (d.line, d.field.as_str()))
+        .collect();
+    assert_eq!(
+        at,
+        [
+            (2, "programs.a.command"),
+            (3, "programs.a.user"),
+            (5, "programs.b.command"),
+            (6, "programs.b.user")
+        ],
+        "{:?}",
+        c.warnings
+    );
+}

@@ -22,8 +22,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the supervisor (the default when no subcommand is given).
     Run(RunArgs),
-    /// Validate a config and print the resolved start order; exit 0, or 2 with every error.
-    Check(ConfigArg),
+    /// Validate a config (and that its programs can start on this host) and print the
+    /// resolved start order; exit 0, or 2 with every error (and warning, with --strict).
+    Check(CheckArgs),
     /// Show every program: state, pid, uptime, restarts, last exit, health.
     Status(StatusArgs),
     /// Start a stopped or failed program.
@@ -45,6 +46,16 @@ pub struct ConfigArg {
     /// Config file [default: ./supervisor.toml, then /etc/selfheal/supervisor.toml].
     #[arg(short, long, env = "SELFHEAL_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Treat warnings (a binary, interpreter, workdir, user or group missing on
+    /// this host) as errors: exit 2.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]

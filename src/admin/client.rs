@@ -17,7 +17,7 @@ fn socket_path(arg: &SocketArg) -> PathBuf {
     if let Some(path) = &arg.socket {
         return path.clone();
     }
-    crate::config::load(&arg.config.resolve())
+    crate::config::load_unchecked(&arg.config.resolve())
         .map(|c| c.supervisor.admin_socket)
         .unwrap_or_else(|_| PathBuf::from("/run/selfheal/admin.sock"))
 }

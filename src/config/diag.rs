@@ -4,14 +4,59 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+/// How bad a [`Diagnostic`] is.
+///
+/// An error makes the config invalid: `selfheal check` exits 2 and the supervisor
+/// refuses to start. A warning names something that fails on this host now but
+/// may be fixed before the program runs (a binary installed by a later image
+/// layer, a user created later, a volume mounted at run time): `check` prints it
+/// with a `warning:` prefix and still exits 0 (2 with `--strict`), and the
+/// supervisor starts anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
 /// One problem in the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    pub severity: Severity,
+    /// 1-based line of the offending value in the file.
     pub line: usize,
+    /// 1-based column, in characters.
     pub column: usize,
     /// Dotted path of the offending field, e.g. `programs.app.backoff.initial`.
     pub field: String,
     pub message: String,
+}
+
+impl Diagnostic {
+    /// `path:line:column: [warning: ]field: message`, the form compilers use.
+    pub fn display<'a>(&'a self, path: &'a Path) -> impl fmt::Display + 'a {
+        Located(path, self)
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+struct Located<'a>(&'a Path, &'a Diagnostic);
+
+impl fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (path, d) = (self.0.display(), self.1);
+        let warning = match d.severity {
+            Severity::Error => "",
+            Severity::Warning => "warning: ",
+        };
+        write!(
+            f,
+            "{path}:{}:{}: {warning}{}: {}",
+            d.line, d.column, d.field, d.message
+        )
+    }
 }
 
 /// Everything wrong with a config file, reported at once.
@@ -23,6 +68,7 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// At least one error; `diagnostics` holds the errors and the warnings.
     #[error("{}", Invalid(path, diagnostics))]
     Invalid {
         path: PathBuf,
@@ -34,22 +80,24 @@ struct Invalid<'a>(&'a Path, &'a [Diagnostic]);
 
 impl fmt::Display for Invalid<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (path, diagnostics) = (self.0.display(), self.1);
-        let n = diagnostics.len();
-        writeln!(
-            f,
-            "{path}: {n} error{} in the configuration:",
-            if n == 1 { "" } else { "s" }
-        )?;
+        let (path, diagnostics) = (self.0, self.1);
+        let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+        let warnings = diagnostics.len() - errors;
+        write!(f, "{}: {}", path.display(), plural(errors, "error"))?;
+        if warnings > 0 {
+            write!(f, " and {}", plural(warnings, "warning"))?;
+        }
+        writeln!(f, " in the configuration:")?;
         for d in diagnostics {
-            writeln!(
-                f,
-                "  {path}:{}:{}: {}: {}",
-                d.line, d.column, d.field, d.message
-            )?;
+            writeln!(f, "  {}", d.display(path))?;
         }
         Ok(())
     }
+}
+
+/// `1 error`, `2 errors`.
+pub fn plural(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Collects diagnostics while the config is read, turning byte spans into
@@ -68,17 +116,26 @@ impl<'s> Diagnostics<'s> {
     }
 
     pub fn error(&mut self, span: Range<usize>, field: &str, message: impl Into<String>) {
+        self.push(Severity::Error, span, field, message.into());
+    }
+
+    pub fn warning(&mut self, span: Range<usize>, field: &str, message: impl Into<String>) {
+        self.push(Severity::Warning, span, field, message.into());
+    }
+
+    pub fn push(&mut self, severity: Severity, span: Range<usize>, field: &str, message: String) {
         let (line, column) = line_column(self.source, span.start);
         self.found.push(Diagnostic {
+            severity,
             line,
             column,
             field: field.to_string(),
-            message: message.into(),
+            message,
         });
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.found.is_empty()
+    pub fn has_errors(&self) -> bool {
+        self.found.iter().any(Diagnostic::is_error)
     }
 
     pub fn into_vec(mut self) -> Vec<Diagnostic> {
@@ -88,8 +145,9 @@ impl<'s> Diagnostics<'s> {
     }
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-fn line_column(source: &str, offset: usize) -> (usize, usize) {
+/// 1-based line and column (in characters) of a byte offset; an offset past
+/// the end (or inside a character) counts as far as the text allows.
+pub(crate) fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(source.len());
     let before = source.get(..offset).unwrap_or(source);
     let line = before.matches('\n').count() + 1;

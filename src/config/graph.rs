@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::model::Program;
-use super::read::{Reader, Spans};
+use super::read::{key_text, Reader, Spans};
 
 /// Validates the dependency graph and returns the programs in start order, or
 /// `None` when a problem was reported.
@@ -22,7 +22,11 @@ pub fn order(r: &mut Reader, programs: Vec<(Program, Spans)>) -> Option<Vec<Prog
                 let known: Vec<&str> = programs.iter().map(|(p, _)| p.name.as_str()).collect();
                 r.diags.error(
                     span.clone(),
-                    &format!("programs.{}.depends_on.{}", p.name, dep.name),
+                    &format!(
+                        "programs.{}.depends_on.{}",
+                        key_text(&p.name),
+                        key_text(&dep.name)
+                    ),
                     format!(
                         "unknown program {:?} (programs: {})",
                         dep.name,
@@ -39,7 +43,7 @@ pub fn order(r: &mut Reader, programs: Vec<(Program, Spans)>) -> Option<Vec<Prog
             if let Some(first) = seen.insert(*addr, p.name.clone()) {
                 r.diags.error(
                     span.clone(),
-                    &format!("programs.{}.listen", p.name),
+                    &format!("programs.{}.listen", key_text(&p.name)),
                     format!("duplicate listen address {addr} (already used by program {first:?})"),
                 );
                 ok = false;
@@ -74,7 +78,7 @@ pub fn order(r: &mut Reader, programs: Vec<(Program, Spans)>) -> Option<Vec<Prog
                 let cycle = cycle_from(&programs, &index, &placed, i);
                 r.diags.error(
                     spans.deps.first().cloned().unwrap_or(spans.key.clone()),
-                    &format!("programs.{}.depends_on", p.name),
+                    &format!("programs.{}.depends_on", key_text(&p.name)),
                     format!("dependency cycle: {}", cycle.join(" -> ")),
                 );
             }

@@ -4,36 +4,74 @@
 //! - `read`: the spanned TOML tree read field by field, every error collected.
 //! - `graph`: unknown dependencies, cycles, duplicate listen addresses, start order.
 //! - `expand`: `${VAR}` / `${VAR:-default}` / `${SELFHEAL}`.
-//! - `diag`: diagnostics with file, line, column and field.
+//! - [`preflight`]: the host checks (executables, `#!` lines, workdirs, users,
+//!   descriptor limits) that decide whether a program can start here.
+//! - `diag`: diagnostics (errors and warnings) with file, line, column and field.
+//!
+//! Parsing ([`parse`]) is pure; [`load`] adds the host checks.
 
 mod diag;
 mod expand;
 mod graph;
 pub mod model;
+pub mod preflight;
 mod read;
 
 use std::path::Path;
 use std::process::ExitCode;
 
-pub use diag::{ConfigError, Diagnostic};
+pub use diag::{ConfigError, Diagnostic, Severity};
 pub use model::*;
+pub use preflight::Host;
 
 use crate::exit::Exit;
 
-/// Reads and validates a config file, expanding variables from the process environment.
+/// Reads and validates a config file, expanding variables from the process
+/// environment, and runs the [`preflight`] checks against this host. Errors
+/// of both kinds come back together; warnings are in [`Config::warnings`].
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let source = read_file(path)?;
+    build(&source, path, &expand::process_env, Some(&Host::current()))
+}
+
+/// Reads and validates a config file without asking the host anything, for
+/// callers that only need a setting (the CLI looking for the admin socket).
+pub fn load_unchecked(path: &Path) -> Result<Config, ConfigError> {
+    let source = read_file(path)?;
     parse(&source, path, &expand::process_env)
 }
 
-/// Validates `source` (the text of `path`) with `lookup` for `${VAR}`.
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Validates `source` (the text of `path`) with `lookup` for `${VAR}`; pure.
 pub fn parse(
     source: &str,
     path: &Path,
     lookup: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Config, ConfigError> {
+    build(source, path, lookup, None)
+}
+
+/// [`parse`], then the [`preflight`] checks against `host`.
+pub fn parse_checked(
+    source: &str,
+    path: &Path,
+    lookup: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    host: &Host,
+) -> Result<Config, ConfigError> {
+    build(source, path, lookup, Some(host))
+}
+
+fn build(
+    source: &str,
+    path: &Path,
+    lookup: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    host: Option<&Host>,
 ) -> Result<Config, ConfigError> {
     let mut reader = read::Reader::new(source, lookup);
     let (root, syntax_errors) = toml::de::DeTable::parse_recoverable(source);
@@ -44,25 +82,64 @@ pub fn parse(
             err.message().trim().to_string(),
         );
     }
-    let config = if syntax_errors.is_empty() {
-        reader.document(root.get_ref(), path.to_path_buf())
-    } else {
-        None
-    };
+    let mut config = None;
+    if syntax_errors.is_empty() {
+        let document = reader.document(root.get_ref());
+        if let Some(host) = host {
+            preflight::check(&document.programs, host, &mut reader.diags);
+        }
+        let programs = graph::order(&mut reader, document.programs);
+        if let (Some(supervisor), Some(programs)) = (document.supervisor, programs) {
+            config = Some(Config {
+                path: path.to_path_buf(),
+                supervisor,
+                programs,
+                warnings: Vec::new(),
+            });
+        }
+    }
+    let has_errors = reader.diags.has_errors();
+    let diagnostics = reader.diags.into_vec();
     match config {
-        Some(config) if reader.diags.is_empty() => Ok(config),
+        Some(mut config) if !has_errors => {
+            config.warnings = diagnostics;
+            Ok(config)
+        }
         _ => Err(ConfigError::Invalid {
             path: path.to_path_buf(),
-            diagnostics: reader.diags.into_vec(),
+            diagnostics,
         }),
     }
 }
 
-/// `selfheal check`: prints every error (exit 2) or the resolved start order (exit 0).
-pub fn check_main(args: &crate::cli::ConfigArg) -> anyhow::Result<ExitCode> {
-    let path = args.resolve();
+/// `selfheal check`: prints every error and warning; exit 2 on any error (or,
+/// with `--strict`, any warning), else prints the resolved start order, exit 0.
+pub fn check_main(args: &crate::cli::CheckArgs) -> anyhow::Result<ExitCode> {
+    let path = args.config.resolve();
     match load(&path) {
+        Ok(config) if args.strict && !config.warnings.is_empty() => {
+            eprintln!(
+                "{}: {} in the configuration (errors under --strict):",
+                path.display(),
+                diag::plural(config.warnings.len(), "warning")
+            );
+            for w in &config.warnings {
+                eprintln!("  {}", w.display(&path));
+            }
+            Ok(Exit::Config.into())
+        }
         Ok(config) => {
+            if !config.warnings.is_empty() {
+                eprintln!(
+                    "{}: {} in the configuration (the programs concerned fail at start \
+                     until they are fixed):",
+                    path.display(),
+                    diag::plural(config.warnings.len(), "warning")
+                );
+                for w in &config.warnings {
+                    eprintln!("  {}", w.display(&path));
+                }
+            }
             println!(
                 "{}: ok, {} programs; start order:",
                 path.display(),
@@ -103,5 +180,7 @@ pub fn check_main(args: &crate::cli::ConfigArg) -> anyhow::Result<ExitCode> {
     }
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,9 @@ pub struct Config {
     pub supervisor: Settings,
     /// Programs in start order (every program after its dependencies).
     pub programs: Vec<Program>,
+    /// What the host checks found that does not stop the supervisor from
+    /// starting (see [`super::preflight`]); empty from [`super::parse`].
+    pub warnings: Vec<super::Diagnostic>,
 }
 
 /// The `[supervisor]` table.
@@ -149,6 +152,7 @@ impl Config {
             path: PathBuf::new(),
             supervisor: Settings::default(),
             programs: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }

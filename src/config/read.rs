@@ -52,9 +52,9 @@ impl<'t, 'i> Fields<'t, 'i> {
 
     fn field(&self, key: &str) -> String {
         if self.path.is_empty() {
-            key.to_string()
+            key_text(key).into_owned()
         } else {
-            format!("{}.{key}", self.path)
+            format!("{}.{}", self.path, key_text(key))
         }
     }
 
@@ -136,7 +136,8 @@ impl<'s, 'e> Reader<'s, 'e> {
         }
     }
 
-    fn strings(&mut self, v: &Value, field: &str) -> Option<Vec<String>> {
+    /// An array of strings, each with its span.
+    fn strings(&mut self, v: &Value, field: &str) -> Option<Vec<(String, Span)>> {
         let DeValue::Array(items) = v.get_ref() else {
             self.diags.error(
                 v.span(),
@@ -148,8 +149,49 @@ impl<'s, 'e> Reader<'s, 'e> {
             );
             return None;
         };
-        let out: Vec<Option<String>> = items.iter().map(|item| self.string(item, field)).collect();
+        let out: Vec<Option<(String, Span)>> = items
+            .iter()
+            .map(|item| self.string(item, field).map(|s| (s, item.span())))
+            .collect();
         out.into_iter().collect()
+    }
+
+    /// An argv array: not empty, a non-empty first element, no NUL anywhere
+    /// (execve takes C strings). Returns the words and the span of the first.
+    fn argv(&mut self, v: &Value, field: &str, what: &str) -> Option<(Vec<String>, Span)> {
+        let words = self.strings(v, field)?;
+        let Some((first, first_span)) = words.first() else {
+            self.diags
+                .error(v.span(), field, format!("{what} must name a program"));
+            return None;
+        };
+        if first.is_empty() {
+            self.diags.error(
+                first_span.clone(),
+                field,
+                format!("{what} must name a program"),
+            );
+        }
+        let first_span = first_span.clone();
+        let mut ok = !first.is_empty();
+        for (word, span) in &words {
+            ok &= self.no_nul(word, span.clone(), field);
+        }
+        ok.then(|| (words.into_iter().map(|(w, _)| w).collect(), first_span))
+    }
+
+    /// Reports a NUL byte in `text`, which cannot pass through execve, chdir or
+    /// getpwnam (all take C strings). Returns whether the text is clean.
+    fn no_nul(&mut self, text: &str, span: Span, field: &str) -> bool {
+        if text.contains('\0') {
+            self.diags.error(
+                span,
+                field,
+                "contains a NUL byte (\\u0000), which cannot be passed to a program",
+            );
+            return false;
+        }
+        true
     }
 
     fn duration(&mut self, v: &Value, field: &str) -> Option<Duration> {
@@ -262,7 +304,7 @@ impl<'s, 'e> Reader<'s, 'e> {
             return Vec::new();
         };
         let mut signals = Vec::new();
-        for text in names {
+        for (text, span) in names {
             let upper = text.trim().to_ascii_uppercase();
             let name = if upper.starts_with("SIG") {
                 upper
@@ -280,7 +322,7 @@ impl<'s, 'e> Reader<'s, 'e> {
             match Signal::from_str(&name) {
                 Ok(sig) if !reserved.contains(&sig) => signals.push(sig),
                 _ => self.diags.error(
-                    v.span(),
+                    span,
                     field,
                     format!("{text:?} cannot be forwarded (e.g. \"HUP\", \"USR1\", \"WINCH\"; TERM, INT and QUIT stop the stack; not KILL, STOP or CHLD)"),
                 ),
@@ -289,8 +331,27 @@ impl<'s, 'e> Reader<'s, 'e> {
         signals
     }
 
-    /// Reads the whole document.
-    pub fn document(&mut self, root: &DeTable, path: PathBuf) -> Option<Config> {
+    /// An environment variable name: not empty, no `=` (the separator of
+    /// `NAME=value` in the environment block) and no NUL. POSIX allows any other
+    /// byte, so nothing else is refused.
+    fn env_name(&mut self, name: &str, span: Span, field: &str) -> bool {
+        let problem = if name.is_empty() {
+            "an environment variable needs a name"
+        } else if name.contains('=') {
+            "an environment variable name cannot contain '=' (it separates name from value)"
+        } else if name.contains('\0') {
+            "an environment variable name cannot contain a NUL byte"
+        } else {
+            return true;
+        };
+        self.diags.error(span, field, problem);
+        false
+    }
+
+    /// Reads the whole document: the settings (`None` when that table is not a
+    /// table) and every program that could be read, in file order, with the
+    /// spans of its fields. Cross-program checks are left to `graph`.
+    pub fn document(&mut self, root: &DeTable) -> Document {
         let mut top = Fields::new(root, "", &["supervisor", "programs"]);
         let supervisor = match top.get("supervisor") {
             Some(v) => self.table(v, "supervisor").map(|t| self.settings(t)),
@@ -304,7 +365,7 @@ impl<'s, 'e> Reader<'s, 'e> {
                     entries.sort_by_key(|(k, _)| k.span().start); // file order
                     for (key, value) in entries {
                         let name: &str = key.get_ref();
-                        let field = format!("programs.{name}");
+                        let field = format!("programs.{}", key_text(name));
                         if !valid_name(name) {
                             self.diags.error(
                                 key.span(),
@@ -335,12 +396,10 @@ impl<'s, 'e> Reader<'s, 'e> {
             ),
         }
         top.finish(self);
-        let supervisor = supervisor?;
-        Some(Config {
-            path,
+        Document {
             supervisor,
-            programs: super::graph::order(self, programs)?,
-        })
+            programs,
+        }
     }
 
     fn settings(&mut self, t: &DeTable) -> Settings {
@@ -362,8 +421,11 @@ impl<'s, 'e> Reader<'s, 'e> {
                 .unwrap_or(settings.on_give_up);
         }
         if let Some(v) = f.get("admin_socket") {
-            if let Some(s) = self.string(v, &f.field("admin_socket")) {
-                settings.admin_socket = PathBuf::from(s);
+            let field = f.field("admin_socket");
+            if let Some(s) = self.string(v, &field) {
+                if self.no_nul(&s, v.span(), &field) {
+                    settings.admin_socket = PathBuf::from(s);
+                }
             }
         }
         f.finish(self);
@@ -396,18 +458,13 @@ impl<'s, 'e> Reader<'s, 'e> {
         ];
         let mut f = Fields::new(t, path, KEYS);
         let command = match f.get("command") {
-            Some(v) => {
-                let field = f.field("command");
-                let argv = self.strings(v, &field);
-                if argv
-                    .as_ref()
-                    .is_some_and(|a| a.is_empty() || a[0].is_empty())
-                {
-                    self.diags
-                        .error(v.span(), &field, "command must name a program");
+            Some(v) => match self.argv(v, &f.field("command"), "command") {
+                Some((argv, span)) => {
+                    spans.command = Some(span);
+                    argv
                 }
-                argv.unwrap_or_default()
-            }
+                None => Vec::new(),
+            },
             None => {
                 self.diags.error(
                     t_span(t),
@@ -423,40 +480,38 @@ impl<'s, 'e> Reader<'s, 'e> {
             if let Some(table) = self.table(v, &field) {
                 for (key, value) in table.iter() {
                     let k: &str = key.get_ref();
-                    if let Some(val) = self.string(value, &format!("{field}.{k}")) {
-                        program.env.push((k.to_string(), val));
+                    let var_field = format!("{field}.{}", key_text(k));
+                    let key_ok = self.env_name(k, key.span(), &var_field);
+                    if let Some(val) = self.string(value, &var_field) {
+                        if self.no_nul(&val, value.span(), &var_field) && key_ok {
+                            program.env.push((k.to_string(), val));
+                        }
                     }
                 }
             }
         }
+        // Whether the directory, user and group exist is the host's business
+        // (`preflight`); here only what no host could accept.
         if let Some(v) = f.get("workdir") {
+            let field = f.field("workdir");
             program.workdir = self
-                .string(v, &f.field("workdir"))
-                .filter(|s| !s.is_empty())
+                .string(v, &field)
+                .filter(|s| !s.is_empty() && self.no_nul(s, v.span(), &field))
                 .map(PathBuf::from);
+            spans.workdir = v.span();
         }
         for key in ["user", "group"] {
             if let Some(v) = f.get(key) {
                 let field = f.field(key);
-                let value = self.string(v, &field).filter(|s| !s.is_empty());
-                if let Some(name) = &value {
-                    let exists = if key == "user" {
-                        nix::unistd::User::from_name(name).ok().flatten().is_some()
-                    } else {
-                        nix::unistd::Group::from_name(name).ok().flatten().is_some()
-                    };
-                    if !exists {
-                        self.diags.error(
-                            v.span(),
-                            &field,
-                            format!("no such {key} {name:?} on this system"),
-                        );
-                    }
-                }
+                let value = self
+                    .string(v, &field)
+                    .filter(|s| !s.is_empty() && self.no_nul(s, v.span(), &field));
                 if key == "user" {
                     program.user = value;
+                    spans.user = v.span();
                 } else {
                     program.group = value;
+                    spans.group = v.span();
                 }
             }
         }
@@ -501,11 +556,25 @@ impl<'s, 'e> Reader<'s, 'e> {
             program.depends_on = self.depends_on(v, &f.field("depends_on"), name, spans);
         }
         if let Some(v) = f.get("health") {
-            program.health = self.health(v, &f.field("health"));
+            program.health = self.health(v, &f.field("health"), spans);
         }
         if let Some(v) = f.get("listen") {
             let field = f.field("listen");
             if let DeValue::Array(items) = v.get_ref() {
+                let max = crate::supervisor::sockets::MAX_LISTEN;
+                if items.len() > max {
+                    // The child gets them as fd 3, 4, …; past the reserved
+                    // range they could clobber descriptors std still needs.
+                    self.diags.error(
+                        v.span(),
+                        &field,
+                        format!(
+                            "{} listen addresses; a program can inherit at most {max} (fd 3 to {})",
+                            items.len(),
+                            max + 2
+                        ),
+                    );
+                }
                 for item in items.iter() {
                     if let Some(addr) = self.string(item, &field) {
                         match parse_addr(&addr) {
@@ -606,7 +675,7 @@ impl<'s, 'e> Reader<'s, 'e> {
         let mut deps = Vec::new();
         for (key, value) in t.iter() {
             let name: &str = key.get_ref();
-            let field = format!("{path}.{name}");
+            let field = format!("{path}.{}", key_text(name));
             if name == own {
                 self.diags
                     .error(key.span(), &field, "a program cannot depend on itself");
@@ -627,7 +696,7 @@ impl<'s, 'e> Reader<'s, 'e> {
         deps
     }
 
-    fn health(&mut self, v: &Value, path: &str) -> Option<Health> {
+    fn health(&mut self, v: &Value, path: &str, spans: &mut Spans) -> Option<Health> {
         let t = self.table(v, path)?;
         let mut f = Fields::new(
             t,
@@ -689,12 +758,9 @@ impl<'s, 'e> Reader<'s, 'e> {
         }
         if let Some(v) = f.get("exec") {
             let field = f.field("exec");
-            match self.strings(v, &field) {
-                Some(argv) if !argv.is_empty() => probes.push(Probe::Exec(argv)),
-                Some(_) => self
-                    .diags
-                    .error(v.span(), &field, "exec probe needs a command"),
-                None => {}
+            if let Some((argv, span)) = self.argv(v, &field, "exec probe") {
+                probes.push(Probe::Exec(argv));
+                spans.probe_command = Some(span);
             }
         }
         let mut health = Health {
@@ -742,18 +808,51 @@ impl<'s, 'e> Reader<'s, 'e> {
     }
 }
 
-/// Where a program's cross-checked fields stand in the file.
-#[derive(Debug, Default, Clone)]
-pub struct Spans {
-    pub key: std::ops::Range<usize>,
-    /// One per entry of `Program::depends_on`, same order.
-    pub deps: Vec<std::ops::Range<usize>>,
-    /// One per entry of `Program::listen`, same order.
-    pub listen: Vec<std::ops::Range<usize>>,
+/// A byte range of the source text.
+pub type Span = std::ops::Range<usize>;
+
+/// What [`Reader::document`] read, before the cross-program checks.
+pub struct Document {
+    pub supervisor: Option<Settings>,
+    pub programs: Vec<(Program, Spans)>,
 }
 
-fn t_span(t: &DeTable) -> std::ops::Range<usize> {
+/// Where a program's cross-checked fields stand in the file (empty ranges,
+/// `0..0`, for fields that are absent).
+#[derive(Debug, Default, Clone)]
+pub struct Spans {
+    /// The `[programs.NAME]` key.
+    pub key: Span,
+    /// `command[0]`, when the command was read.
+    pub command: Option<Span>,
+    /// The exec probe's `exec[0]`, when there is one.
+    pub probe_command: Option<Span>,
+    pub workdir: Span,
+    pub user: Span,
+    pub group: Span,
+    /// One per entry of `Program::depends_on`, same order.
+    pub deps: Vec<Span>,
+    /// One per entry of `Program::listen`, same order.
+    pub listen: Vec<Span>,
+}
+
+fn t_span(t: &DeTable) -> Span {
     t.iter().next().map_or(0..0, |(k, _)| k.span())
+}
+
+/// A key as it may be written in a dotted field path: bare when TOML allows
+/// it bare, else quoted with escapes (so a NUL or a newline in a key cannot
+/// garble the diagnostic line).
+pub fn key_text(key: &str) -> std::borrow::Cow<'_, str> {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if bare {
+        key.into()
+    } else {
+        format!("{key:?}").into()
+    }
 }
 
 fn valid_name(name: &str) -> bool {

@@ -210,3 +210,91 @@ stop_timeout = "500000000years"
         "{d:?}"
     );
 }
+
+#[test]
+fn env_names_and_nul_bytes_that_no_exec_can_carry_are_errors() {
+    let d = parse_err(
+        r#"[programs.a]
+command = ["x", "a\u0000b"]
+env = { "A=B" = "1", "" = "2", OK = "v\u0000" }
+workdir = "/tmp\u0000"
+"#,
+    );
+    let at = |field: &str| {
+        d.iter()
+            .find(|d| d.field == field)
+            .map(|d| (d.line, d.column))
+    };
+    assert_eq!(at("programs.a.command"), Some((2, 17)), "{d:?}");
+    assert_eq!(at("programs.a.env.\"A=B\""), Some((3, 9)), "{d:?}");
+    assert_eq!(at("programs.a.env.\"\""), Some((3, 22)), "{d:?}");
+    assert_eq!(at("programs.a.env.OK"), Some((3, 37)), "{d:?}");
+    assert_eq!(at("programs.a.workdir"), Some((4, 11)), "{d:?}");
+}
+
+#[test]
+fn parsing_asks_the_host_nothing() {
+    // A user, a binary and a workdir that exist nowhere: parsing is pure, so
+    // they pass here; the host checks are `preflight`'s.
+    let c = parse_ok(
+        r#"[programs.a]
+command = ["/nonexistent/x"]
+workdir = "/nonexistent"
+user = "selfheal-no-such-user"
+"#,
+    );
+    assert!(c.warnings.is_empty());
+}
+
+#[test]
+fn more_listen_addresses_than_a_child_can_inherit_are_an_error() {
+    let addrs: Vec<String> = (1..=17).map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+    let d = parse_err(&format!(
+        "[programs.a]\ncommand = [\"x\"]\nlisten = [{}]\n",
+        addrs.join(", ")
+    ));
+    assert!(
+        d.iter().any(|d| d.field == "programs.a.listen"
+            && (d.line, d.column) == (3, 10)
+            && d.message.contains("at most 16")),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn programs_sharing_a_command_each_get_their_findings() {
+    // The host checks remember answers per command and user; every program
+    // still gets the finding at its own position.
+    let host = Host {
+        path_var: Some("/usr/bin:/bin".into()),
+        root: false,
+        nofile: None,
+    };
+    let src = r#"[programs.a]
+command = ["selfheal-no-such-binary"]
+user = "selfheal-no-such-user"
+[programs.b]
+command = ["selfheal-no-such-binary"]
+user = "selfheal-no-such-user"
+"#;
+    let c = match parse_checked(src, Path::new("t.toml"), &env, &host) {
+        Ok(c) => c,
+        Err(e) => panic!("unexpected error: {e}"),
+    };
+    let at: Vec<(usize, &str)> = c
+        .warnings
+        .iter()
+        .map(|d| (d.line, d.field.as_str()))
+        .collect();
+    assert_eq!(
+        at,
+        [
+            (2, "programs.a.command"),
+            (3, "programs.a.user"),
+            (5, "programs.b.command"),
+            (6, "programs.b.user")
+        ],
+        "{:?}",
+        c.warnings
+    );
+}

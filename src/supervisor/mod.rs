@@ -293,6 +293,9 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
             .as_ref()
             .map_or_else(|| "none".to_string(), |s| s.display().to_string())
     ));
+    for warning in &config.warnings {
+        sup.output.note(&warning.display(&config.path).to_string());
+    }
     let first = sup.stack.start(Instant::now());
     sup.carry_out(first);
 

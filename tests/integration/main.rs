@@ -24,6 +24,7 @@ mod sup_admin;
 mod sup_backoff;
 mod sup_child_state;
 mod sup_config_errors;
+mod sup_config_preflight;
 mod sup_depends;
 mod sup_env;
 mod sup_exec_errors;

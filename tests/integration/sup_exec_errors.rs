@@ -35,27 +35,43 @@ fn binary_without_loader(dir: &Path) -> std::path::PathBuf {
         .position(|w| w == b"/lib")
         .expect("an ELF interpreter path in /bin/true");
     elf[pos + 1] = b'X'; // "/lib…" → "/Xib…"
-    let path = dir.join("noloader");
+    let path = dir.join("noloader.elf");
     std::fs::write(&path, elf).unwrap();
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     path
 }
 
+/// Replaces `path` (which may be running) with `bytes`, mode 0755: a new file
+/// renamed over the old one, as a package manager does.
+fn replace(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 #[test]
 fn exec_errors_name_the_real_cause() {
+    // Every file starts out fine (a script failing at once, so it restarts):
+    // `selfheal check` and the start-up preflight refuse such files up front
+    // (sup_config_preflight.rs), so here they turn bad while the supervisor
+    // runs, as when a deploy overwrites them — the case only the run-time
+    // diagnosis can explain.
     let dir = temp_dir();
-    script(dir.path(), "crlf.sh", "#!/bin/sh\r\necho hello\r\n");
-    script(dir.path(), "nointerp.sh", "#!/nonexistent/sh\necho hello\n");
-    script(dir.path(), "noshebang", "echo hello\n");
+    let fine = "#!/bin/sh\nexit 1\n";
+    for name in [
+        "crlf.sh",
+        "nointerp.sh",
+        "noshebang",
+        "badinterp.sh",
+        "noloader",
+    ] {
+        script(dir.path(), name, fine);
+    }
     let interp = script(dir.path(), "interp", "echo\n");
     std::fs::set_permissions(&interp, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    script(
-        dir.path(),
-        "badinterp.sh",
-        &format!("#!{}\necho hello\n", interp.display()),
-    );
-    binary_without_loader(dir.path());
-    let restart = r#"restart_limit = { max = 1000, window = "60s" }"#;
+    let restart = r#"restart_limit = { max = 1000, window = "60s" }
+backoff = { initial = "50ms", max = "200ms", jitter = 0 }"#;
     let sup = start_in(
         dir,
         "",
@@ -81,6 +97,14 @@ health = {{ exec = ["@DIR@/crlf.sh"], interval = "200ms", timeout = "2s", failur
 "#
         ),
     );
+    let d = sup.dir.path().to_path_buf();
+    replace(&d.join("crlf.sh"), b"#!/bin/sh\r\necho hello\r\n");
+    replace(&d.join("nointerp.sh"), b"#!/nonexistent/sh\necho hello\n");
+    replace(&d.join("noshebang"), b"echo hello\n");
+    let bad = format!("#!{}\necho hello\n", interp.display());
+    replace(&d.join("badinterp.sh"), bad.as_bytes());
+    let elf = binary_without_loader(&d);
+    replace(&d.join("noloader"), &std::fs::read(&elf).unwrap());
     let line = failure_line(&sup, "crlf");
     assert!(
         line.contains(r#"interpreter "/bin/sh\r" not found"#) && line.contains("CRLF"),

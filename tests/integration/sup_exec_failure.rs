@@ -53,21 +53,22 @@ command = ["sleep", "infinity"]
 
 #[test]
 fn non_executable_file_is_reported() {
+    // Executable at start (a config naming a non-executable file is refused
+    // up front, see sup_config_preflight), then loses its execute bit while
+    // the program keeps exiting and being restarted.
     let dir = crate::harness::temp_dir();
-    script(dir.path(), "plain", "#!/bin/sh\n");
-    std::fs::set_permissions(
-        dir.path().join("plain"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )
-    .unwrap();
+    let plain = script(dir.path(), "plain", "#!/bin/sh\nexit 1\n");
     let sup = start_in(
         dir,
         "",
         r#"[programs.plain]
 command = ["@DIR@/plain"]
+backoff = { initial = "0s", max = "200ms", jitter = 0 }
 restart_limit = { max = 1000, window = "60s" }
 "#,
     );
+    sup.wait_count("selfheal | plain started", 1, SOON);
+    std::fs::set_permissions(&plain, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     sup.wait_count(
         "selfheal | plain could not start",
         2,

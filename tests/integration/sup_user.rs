@@ -177,16 +177,18 @@ fn a_workdir_the_user_cannot_enter_is_named() {
     let dir = temp_dir();
     let locked = dir.path().join("locked");
     std::fs::create_dir(&locked).unwrap();
-    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // Enterable at start (the preflight of `check` would refuse it up front);
+    // locked while the program restarts, as a deploy might do.
     let sup = start_cmd(
         dir,
         "",
         &format!(
-            "[programs.shut]\ncommand = [\"sleep\", \"infinity\"]\nuser = \"{u}\"\nworkdir = \"@DIR@/locked\"\nrestart_limit = {{ max = 1000, window = \"60s\" }}\n",
+            "[programs.shut]\ncommand = [\"sh\", \"-c\", \"exit 1\"]\nuser = \"{u}\"\nworkdir = \"@DIR@/locked\"\nrestart_limit = {{ max = 1000, window = \"60s\" }}\nbackoff = {{ initial = \"50ms\", max = \"200ms\", jitter = 0 }}\n",
             u = account.user
         ),
         |_| {},
     );
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
     let line = wait_for("shut to fail to start", SOON, || {
         sup.output()
             .lines()

@@ -15,6 +15,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, FileFailurePersistence};
 
+use super::read::PROGRAM_KEYS;
 use super::{parse, parse_checked, ConfigError, Diagnostic, Host};
 
 const CASES: u32 = 2000;
@@ -295,22 +296,6 @@ fn field_value(key: &'static str) -> BoxedStrategy<String> {
     };
     prop_oneof![39 => shaped, 1 => value()].boxed()
 }
-
-const PROGRAM_KEYS: &[&str] = &[
-    "command",
-    "env",
-    "workdir",
-    "user",
-    "group",
-    "restart",
-    "backoff",
-    "restart_limit",
-    "stop_signal",
-    "stop_timeout",
-    "depends_on",
-    "health",
-    "listen",
-];
 
 /// One `[programs.NAME]` table (or, at times, a misplaced or misnamed one).
 fn program(name: String) -> impl Strategy<Value = String> {

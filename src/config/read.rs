@@ -32,6 +32,25 @@ pub struct Reader<'s, 'e> {
     seen_main: Option<String>,
 }
 
+/// Every key a `[programs.NAME]` table may have.
+pub(crate) const PROGRAM_KEYS: &[&str] = &[
+    "command",
+    "env",
+    "workdir",
+    "user",
+    "group",
+    "restart",
+    "backoff",
+    "restart_limit",
+    "stop_signal",
+    "stop_timeout",
+    "forward_signals",
+    "main",
+    "depends_on",
+    "health",
+    "listen",
+];
+
 /// The keys of one table, with bookkeeping of what was read.
 struct Fields<'t, 'i> {
     table: &'t DeTable<'i>,
@@ -439,24 +458,7 @@ impl<'s, 'e> Reader<'s, 'e> {
         path: &str,
         spans: &mut Spans,
     ) -> Option<Program> {
-        const KEYS: &[&str] = &[
-            "command",
-            "env",
-            "workdir",
-            "user",
-            "group",
-            "restart",
-            "backoff",
-            "restart_limit",
-            "stop_signal",
-            "stop_timeout",
-            "forward_signals",
-            "main",
-            "depends_on",
-            "health",
-            "listen",
-        ];
-        let mut f = Fields::new(t, path, KEYS);
+        let mut f = Fields::new(t, path, PROGRAM_KEYS);
         let command = match f.get("command") {
             Some(v) => match self.argv(v, &f.field("command"), "command") {
                 Some((argv, span)) => {

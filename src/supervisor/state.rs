@@ -188,20 +188,6 @@ impl State {
         }
     }
 
-    /// When the live process was spawned.
-    pub fn since(&self) -> Option<Instant> {
-        match self {
-            State::Starting { since, .. }
-            | State::Running { since, .. }
-            | State::Stopping { since, .. } => Some(*since),
-            State::Waiting
-            | State::Backoff { .. }
-            | State::Stopped
-            | State::Exited
-            | State::Failed => None,
-        }
-    }
-
     /// The live leader process (not a group whose leader is already gone).
     pub fn leader(&self) -> Option<Pid> {
         match self {

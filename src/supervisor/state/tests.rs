@@ -376,6 +376,17 @@ async fn an_operator_stop_ends_only_when_the_group_is_gone() {
     assert!(has_spawn(&a), "{a:?}");
 }
 
+/// `pid` exits 1; time passes to the end of its backoff, which then fires.
+/// Returns the actions of the exit.
+async fn crash_then_wait(m: &mut Machine, pid: Pid) -> Vec<Action> {
+    let actions = m.step(Input::exited(pid, exit(1)), Instant::now());
+    if let Some(until) = m.deadline() {
+        advance(until - Instant::now()).await;
+        m.step(Input::Deadline, Instant::now());
+    }
+    actions
+}
+
 #[tokio::test(start_paused = true)]
 async fn stable_runs_do_not_count_toward_the_restart_limit() {
     let mut m = Machine::new(policy(RestartPolicy::Always), 1);
@@ -390,12 +401,7 @@ async fn stable_runs_do_not_count_toward_the_restart_limit() {
     let mut gave_up = false;
     for pid in 30..=34 {
         spawned(&mut m, pid);
-        let a = m.step(Input::exited(pid, exit(1)), Instant::now());
-        gave_up |= a.contains(&Action::GiveUp);
-        if let Some(until) = m.deadline() {
-            advance(until - Instant::now()).await;
-            m.step(Input::Deadline, Instant::now());
-        }
+        gave_up |= crash_then_wait(&mut m, pid).await.contains(&Action::GiveUp);
     }
     assert!(gave_up);
 }
@@ -410,12 +416,7 @@ async fn a_probed_run_is_stable_only_after_being_ready_for_reset_after() {
         spawned(&mut m, pid);
         // Alive for 6 s but never ready: not stable.
         advance(Duration::from_secs(6)).await;
-        let a = m.step(Input::exited(pid, exit(1)), Instant::now());
-        gave_up |= a.contains(&Action::GiveUp);
-        if let Some(until) = m.deadline() {
-            advance(until - Instant::now()).await;
-            m.step(Input::Deadline, Instant::now());
-        }
+        gave_up |= crash_then_wait(&mut m, pid).await.contains(&Action::GiveUp);
     }
     assert!(gave_up);
 }

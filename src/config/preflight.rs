@@ -11,7 +11,7 @@
 //!
 //! | finding | severity |
 //! |---|---|
-//! | `command[0]` / `health.exec[0]` / a `#!` interpreter not found | warning (a later image layer may install it) |
+//! | `command[0]` / `health.exec[0]` / a `#!` interpreter (or `#!/usr/bin/env NAME`'s NAME) not found | warning (a later image layer may install it) |
 //! | `workdir` does not exist | warning (a volume may be mounted there at run time) |
 //! | `user` / `group` does not exist | warning (a later layer may create it) |
 //! | an executable that is neither ELF nor a `#!` script | warning (binfmt_misc may run it) |
@@ -313,7 +313,7 @@ fn executable_problem(
     } else {
         let search = path_var.unwrap_or(OsStr::new(DEFAULT_PATH));
         return match search_path(name, search, who) {
-            Ok(found) => file_problem(&found, workdir, who),
+            Ok(found) => file_problem(&found, search, workdir, who),
             Err(near) => Some(not_found_in_path(name, search, near)),
         };
     };
@@ -330,7 +330,12 @@ fn executable_problem(
             meta.permissions().mode() & 0o7777,
             who.suffix()
         ))),
-        Ok(_) => file_problem(&path, workdir, who),
+        Ok(_) => file_problem(
+            &path,
+            path_var.unwrap_or(OsStr::new(DEFAULT_PATH)),
+            workdir,
+            who,
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(warning(format!(
             "{} does not exist (yet): the program cannot start until it does",
             path.display()
@@ -377,7 +382,7 @@ fn not_found_in_path(name: &str, search: &OsStr, near: Option<PathBuf>) -> Findi
 
 /// Judges an executable regular file by its first bytes: ELF, a sound `#!`
 /// script whose interpreter exists, or something execve will refuse.
-fn file_problem(path: &Path, workdir: Option<&Path>, who: &Who) -> Option<Finding> {
+fn file_problem(path: &Path, search: &OsStr, workdir: Option<&Path>, who: &Who) -> Option<Finding> {
     let mut head = Vec::with_capacity(SHEBANG_MAX);
     // Non-blocking: should the file have become a FIFO since it was judged a
     // regular file, reading it must not hang the supervisor's start-up.
@@ -420,7 +425,10 @@ fn file_problem(path: &Path, workdir: Option<&Path>, who: &Who) -> Option<Findin
             full.display(),
             who.suffix()
         ))),
-        Ok(_) => None,
+        Ok(_) => env_target_problem(first_line, search, who).map(|f| Finding {
+            message: format!("{script}: {}", f.message),
+            ..f
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(warning(format!(
             "{script}: its interpreter {} does not exist (yet): the program cannot start \
              until it is installed",
@@ -465,6 +473,36 @@ pub fn shebang_problem(first_line: &[u8]) -> Option<String> {
         return Some("the #! line names no interpreter".to_string());
     }
     None
+}
+
+/// For `#!/usr/bin/env NAME`, the common way to find an interpreter along
+/// `PATH`: a warning when NAME is not found there (env then fails with 127).
+/// Lines with options (`env -S …`) are left alone.
+fn env_target_problem(first_line: &[u8], search: &OsStr, who: &Who) -> Option<Finding> {
+    let interpreter = shebang_interpreter(first_line)?;
+    if Path::new(OsStr::from_bytes(interpreter)).file_name() != Some(OsStr::new("env")) {
+        return None;
+    }
+    let rest = first_line.strip_prefix(b"#!")?;
+    let after = rest.get(
+        rest.windows(interpreter.len())
+            .position(|w| w == interpreter)?
+            + interpreter.len()..,
+    )?;
+    let name = std::str::from_utf8(after).ok()?.trim_matches([' ', '\t']);
+    if name.is_empty() || name.starts_with('-') || name.contains([' ', '\t', '/']) {
+        return None;
+    }
+    match search_path(name, search, who) {
+        Ok(_) => None,
+        Err(near) => {
+            let f = not_found_in_path(name, search, near);
+            Some(Finding {
+                message: format!("#!{}: {}", String::from_utf8_lossy(rest).trim(), f.message),
+                ..f
+            })
+        }
+    }
 }
 
 /// The interpreter path of a `#!` line, as the kernel splits it: after `#!`,
@@ -593,6 +631,21 @@ mod tests {
         assert!(bom.contains("byte-order mark"), "{bom}");
         let empty = shebang_problem(b"#!   ").unwrap_or_default();
         assert!(empty.contains("no interpreter"), "{empty}");
+    }
+
+    #[test]
+    fn env_shebangs_look_their_target_up_in_path() {
+        let search = OsStr::new("/usr/bin:/bin");
+        let who = Who::Supervisor;
+        assert!(env_target_problem(b"#!/usr/bin/env sh", search, &who).is_none());
+        assert!(env_target_problem(b"#!/usr/bin/env -S sh -e", search, &who).is_none());
+        assert!(env_target_problem(b"#!/bin/sh", search, &who).is_none());
+        let missing = env_target_problem(b"#!/usr/bin/env  selfheal-nope ", search, &who)
+            .map(|f| (f.severity, f.message));
+        assert!(
+            matches!(&missing, Some((Severity::Warning, m)) if m.starts_with("#!/usr/bin/env  selfheal-nope: \"selfheal-nope\" not found in PATH")),
+            "{missing:?}"
+        );
     }
 
     #[test]

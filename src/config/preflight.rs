@@ -104,8 +104,13 @@ type FieldFinding = (&'static str, Finding);
 /// `user`, `group`.
 type IdentityKey = (Option<String>, Option<String>);
 
-/// Command name, `PATH`, workdir, uid (`None`: the supervisor's own).
-type ExecutableKey = (String, Option<OsString>, Option<PathBuf>, Option<u32>);
+/// Command name, `PATH`, workdir, uid and gids (`None`: the supervisor's own).
+type ExecutableKey = (
+    String,
+    Option<OsString>,
+    Option<PathBuf>,
+    Option<(u32, Vec<u32>)>,
+);
 
 /// One finding, before it is given a position.
 #[derive(Clone)]
@@ -167,11 +172,13 @@ fn check_program(
     }
     let mut executable =
         |name: &str, path_var: Option<OsString>, base: Option<&Path>, who: &Who| {
-            let uid = match who {
+            let ids = match who {
                 Who::Supervisor => None,
-                Who::User { uid, .. } => Some(uid.as_raw()),
+                Who::User { uid, gids } => {
+                    Some((uid.as_raw(), gids.iter().map(|g| g.as_raw()).collect()))
+                }
             };
-            let key = (name.to_string(), path_var, base.map(Path::to_path_buf), uid);
+            let key = (name.to_string(), path_var, base.map(Path::to_path_buf), ids);
             if let Some(known) = memo.executables.get(&key) {
                 return known.clone();
             }

@@ -142,6 +142,43 @@ enum Who {
     User { uid: Uid, gids: Vec<Gid> },
 }
 
+impl Memo {
+    /// Who `p` runs as, and what is wrong with its `user` / `group`.
+    fn identity(&mut self, p: &Program, host: &Host) -> (Who, Vec<FieldFinding>) {
+        self.identities
+            .entry((p.user.clone(), p.group.clone()))
+            .or_insert_with(|| {
+                let mut findings = Vec::new();
+                let who = identity(p, host, &mut |key, f| findings.push((key, f)));
+                (who, findings)
+            })
+            .clone()
+    }
+
+    /// [`executable_problem`], remembered.
+    fn executable(
+        &mut self,
+        name: &str,
+        path_var: Option<OsString>,
+        base: Option<&Path>,
+        who: &Who,
+    ) -> Option<Finding> {
+        let ids = match who {
+            Who::Supervisor => None,
+            Who::User { uid, gids } => {
+                Some((uid.as_raw(), gids.iter().map(|g| g.as_raw()).collect()))
+            }
+        };
+        let key = (name.to_string(), path_var, base.map(Path::to_path_buf), ids);
+        if let Some(known) = self.executables.get(&key) {
+            return known.clone();
+        }
+        let found = executable_problem(name, key.1.as_deref(), base, who);
+        self.executables.insert(key, found.clone());
+        found
+    }
+}
+
 fn check_program(
     p: &Program,
     spans: &Spans,
@@ -153,15 +190,7 @@ fn check_program(
     let mut report = |span: &Span, key: &str, f: Finding| {
         diags.push(f.severity, span.clone(), &field(key), f.message)
     };
-    let (who, findings) = memo
-        .identities
-        .entry((p.user.clone(), p.group.clone()))
-        .or_insert_with(|| {
-            let mut findings = Vec::new();
-            let who = identity(p, host, &mut |key, f| findings.push((key, f)));
-            (who, findings)
-        })
-        .clone();
+    let (who, findings) = memo.identity(p, host);
     for (key, f) in findings {
         let span = if key == "user" {
             &spans.user
@@ -170,22 +199,6 @@ fn check_program(
         };
         report(span, key, f);
     }
-    let mut executable =
-        |name: &str, path_var: Option<OsString>, base: Option<&Path>, who: &Who| {
-            let ids = match who {
-                Who::Supervisor => None,
-                Who::User { uid, gids } => {
-                    Some((uid.as_raw(), gids.iter().map(|g| g.as_raw()).collect()))
-                }
-            };
-            let key = (name.to_string(), path_var, base.map(Path::to_path_buf), ids);
-            if let Some(known) = memo.executables.get(&key) {
-                return known.clone();
-            }
-            let found = executable_problem(name, key.1.as_deref(), base, who);
-            memo.executables.insert(key, found.clone());
-            found
-        };
     let mut workdir_ok = true;
     if let Some(dir) = &p.workdir {
         if let Some(f) = workdir_problem(dir, &who) {
@@ -193,37 +206,38 @@ fn check_program(
             report(&spans.workdir, "workdir", f);
         }
     }
+    // A relative name is taken from the workdir; if that is unusable, the
+    // workdir finding already says why the command cannot start.
+    let relative = |name: &str| name.contains('/') && !name.starts_with('/');
     if let (Some(name), Some(span)) = (p.command.first(), &spans.command) {
-        let path_var = p
-            .env
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| OsString::from(v))
-            .or_else(|| host.path_var.clone());
-        // A relative name is taken from the workdir; if that is missing, the
-        // workdir finding already says why the command cannot be found.
-        let base = if workdir_ok {
-            p.workdir.as_deref()
-        } else {
-            None
-        };
-        if !(name.contains('/') && !name.starts_with('/') && !workdir_ok) {
-            if let Some(f) = executable(name, path_var, base, &who) {
+        if workdir_ok || !relative(name) {
+            let base = p.workdir.as_deref().filter(|_| workdir_ok);
+            if let Some(f) = memo.executable(name, program_path(p, host), base, &who) {
                 report(span, "command", f);
             }
         }
     }
-    if let (Some(health), Some(span)) = (&p.health, &spans.probe_command) {
-        if let Probe::Exec(argv) = &health.probe {
-            if let Some(name) = argv.first() {
-                // Probes run as the supervisor, in its directory and environment.
-                let path_var = host.path_var.clone();
-                if let Some(f) = executable(name, path_var, None, &Who::Supervisor) {
-                    report(span, "health.exec", f);
-                }
-            }
+    let probe = p.health.as_ref().and_then(|h| match &h.probe {
+        Probe::Exec(argv) => argv.first(),
+        _ => None,
+    });
+    if let (Some(name), Some(span)) = (probe, &spans.probe_command) {
+        // Probes run as the supervisor, in its directory and environment.
+        let path_var = host.path_var.clone();
+        if let Some(f) = memo.executable(name, path_var, None, &Who::Supervisor) {
+            report(span, "health.exec", f);
         }
     }
+}
+
+/// The `PATH` a program's command is searched in: its own `env`'s, else the
+/// supervisor's (as `spawn` builds the child's environment).
+fn program_path(p: &Program, host: &Host) -> Option<OsString> {
+    p.env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| OsString::from(v))
+        .or_else(|| host.path_var.clone())
 }
 
 /// Who the program runs as, with a warning for a `user` or `group` that does

@@ -11,7 +11,7 @@
 //!
 //! | finding | severity |
 //! |---|---|
-//! | `command[0]` / `health.exec[0]` / a `#!` interpreter not found | warning (a later image layer may install it) |
+//! | `command[0]` / `health.exec[0]` / a `#!` interpreter (or `#!/usr/bin/env NAME`'s NAME) not found | warning (a later image layer may install it) |
 //! | `workdir` does not exist | warning (a volume may be mounted there at run time) |
 //! | `user` / `group` does not exist | warning (a later layer may create it) |
 //! | an executable that is neither ELF nor a `#!` script | warning (binfmt_misc may run it) |
@@ -104,8 +104,13 @@ type FieldFinding = (&'static str, Finding);
 /// `user`, `group`.
 type IdentityKey = (Option<String>, Option<String>);
 
-/// Command name, `PATH`, workdir, uid (`None`: the supervisor's own).
-type ExecutableKey = (String, Option<OsString>, Option<PathBuf>, Option<u32>);
+/// Command name, `PATH`, workdir, uid and gids (`None`: the supervisor's own).
+type ExecutableKey = (
+    String,
+    Option<OsString>,
+    Option<PathBuf>,
+    Option<(u32, Vec<u32>)>,
+);
 
 /// One finding, before it is given a position.
 #[derive(Clone)]
@@ -137,6 +142,43 @@ enum Who {
     User { uid: Uid, gids: Vec<Gid> },
 }
 
+impl Memo {
+    /// Who `p` runs as, and what is wrong with its `user` / `group`.
+    fn identity(&mut self, p: &Program, host: &Host) -> (Who, Vec<FieldFinding>) {
+        self.identities
+            .entry((p.user.clone(), p.group.clone()))
+            .or_insert_with(|| {
+                let mut findings = Vec::new();
+                let who = identity(p, host, &mut |key, f| findings.push((key, f)));
+                (who, findings)
+            })
+            .clone()
+    }
+
+    /// [`executable_problem`], remembered.
+    fn executable(
+        &mut self,
+        name: &str,
+        path_var: Option<OsString>,
+        base: Option<&Path>,
+        who: &Who,
+    ) -> Option<Finding> {
+        let ids = match who {
+            Who::Supervisor => None,
+            Who::User { uid, gids } => {
+                Some((uid.as_raw(), gids.iter().map(|g| g.as_raw()).collect()))
+            }
+        };
+        let key = (name.to_string(), path_var, base.map(Path::to_path_buf), ids);
+        if let Some(known) = self.executables.get(&key) {
+            return known.clone();
+        }
+        let found = executable_problem(name, key.1.as_deref(), base, who);
+        self.executables.insert(key, found.clone());
+        found
+    }
+}
+
 fn check_program(
     p: &Program,
     spans: &Spans,
@@ -148,15 +190,7 @@ fn check_program(
     let mut report = |span: &Span, key: &str, f: Finding| {
         diags.push(f.severity, span.clone(), &field(key), f.message)
     };
-    let (who, findings) = memo
-        .identities
-        .entry((p.user.clone(), p.group.clone()))
-        .or_insert_with(|| {
-            let mut findings = Vec::new();
-            let who = identity(p, host, &mut |key, f| findings.push((key, f)));
-            (who, findings)
-        })
-        .clone();
+    let (who, findings) = memo.identity(p, host);
     for (key, f) in findings {
         let span = if key == "user" {
             &spans.user
@@ -165,20 +199,6 @@ fn check_program(
         };
         report(span, key, f);
     }
-    let mut executable =
-        |name: &str, path_var: Option<OsString>, base: Option<&Path>, who: &Who| {
-            let uid = match who {
-                Who::Supervisor => None,
-                Who::User { uid, .. } => Some(uid.as_raw()),
-            };
-            let key = (name.to_string(), path_var, base.map(Path::to_path_buf), uid);
-            if let Some(known) = memo.executables.get(&key) {
-                return known.clone();
-            }
-            let found = executable_problem(name, key.1.as_deref(), base, who);
-            memo.executables.insert(key, found.clone());
-            found
-        };
     let mut workdir_ok = true;
     if let Some(dir) = &p.workdir {
         if let Some(f) = workdir_problem(dir, &who) {
@@ -186,37 +206,38 @@ fn check_program(
             report(&spans.workdir, "workdir", f);
         }
     }
+    // A relative name is taken from the workdir; if that is unusable, the
+    // workdir finding already says why the command cannot start.
+    let relative = |name: &str| name.contains('/') && !name.starts_with('/');
     if let (Some(name), Some(span)) = (p.command.first(), &spans.command) {
-        let path_var = p
-            .env
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| OsString::from(v))
-            .or_else(|| host.path_var.clone());
-        // A relative name is taken from the workdir; if that is missing, the
-        // workdir finding already says why the command cannot be found.
-        let base = if workdir_ok {
-            p.workdir.as_deref()
-        } else {
-            None
-        };
-        if !(name.contains('/') && !name.starts_with('/') && !workdir_ok) {
-            if let Some(f) = executable(name, path_var, base, &who) {
+        if workdir_ok || !relative(name) {
+            let base = p.workdir.as_deref().filter(|_| workdir_ok);
+            if let Some(f) = memo.executable(name, program_path(p, host), base, &who) {
                 report(span, "command", f);
             }
         }
     }
-    if let (Some(health), Some(span)) = (&p.health, &spans.probe_command) {
-        if let Probe::Exec(argv) = &health.probe {
-            if let Some(name) = argv.first() {
-                // Probes run as the supervisor, in its directory and environment.
-                let path_var = host.path_var.clone();
-                if let Some(f) = executable(name, path_var, None, &Who::Supervisor) {
-                    report(span, "health.exec", f);
-                }
-            }
+    let probe = p.health.as_ref().and_then(|h| match &h.probe {
+        Probe::Exec(argv) => argv.first(),
+        _ => None,
+    });
+    if let (Some(name), Some(span)) = (probe, &spans.probe_command) {
+        // Probes run as the supervisor, in its directory and environment.
+        let path_var = host.path_var.clone();
+        if let Some(f) = memo.executable(name, path_var, None, &Who::Supervisor) {
+            report(span, "health.exec", f);
         }
     }
+}
+
+/// The `PATH` a program's command is searched in: its own `env`'s, else the
+/// supervisor's (as `spawn` builds the child's environment).
+fn program_path(p: &Program, host: &Host) -> Option<OsString> {
+    p.env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| OsString::from(v))
+        .or_else(|| host.path_var.clone())
 }
 
 /// Who the program runs as, with a warning for a `user` or `group` that does
@@ -313,7 +334,7 @@ fn executable_problem(
     } else {
         let search = path_var.unwrap_or(OsStr::new(DEFAULT_PATH));
         return match search_path(name, search, who) {
-            Ok(found) => file_problem(&found, workdir, who),
+            Ok(found) => file_problem(&found, search, workdir, who),
             Err(near) => Some(not_found_in_path(name, search, near)),
         };
     };
@@ -330,7 +351,12 @@ fn executable_problem(
             meta.permissions().mode() & 0o7777,
             who.suffix()
         ))),
-        Ok(_) => file_problem(&path, workdir, who),
+        Ok(_) => file_problem(
+            &path,
+            path_var.unwrap_or(OsStr::new(DEFAULT_PATH)),
+            workdir,
+            who,
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(warning(format!(
             "{} does not exist (yet): the program cannot start until it does",
             path.display()
@@ -377,7 +403,7 @@ fn not_found_in_path(name: &str, search: &OsStr, near: Option<PathBuf>) -> Findi
 
 /// Judges an executable regular file by its first bytes: ELF, a sound `#!`
 /// script whose interpreter exists, or something execve will refuse.
-fn file_problem(path: &Path, workdir: Option<&Path>, who: &Who) -> Option<Finding> {
+fn file_problem(path: &Path, search: &OsStr, workdir: Option<&Path>, who: &Who) -> Option<Finding> {
     let mut head = Vec::with_capacity(SHEBANG_MAX);
     // Non-blocking: should the file have become a FIFO since it was judged a
     // regular file, reading it must not hang the supervisor's start-up.
@@ -420,7 +446,10 @@ fn file_problem(path: &Path, workdir: Option<&Path>, who: &Who) -> Option<Findin
             full.display(),
             who.suffix()
         ))),
-        Ok(_) => None,
+        Ok(_) => env_target_problem(first_line, search, who).map(|f| Finding {
+            message: format!("{script}: {}", f.message),
+            ..f
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(warning(format!(
             "{script}: its interpreter {} does not exist (yet): the program cannot start \
              until it is installed",
@@ -465,6 +494,36 @@ pub fn shebang_problem(first_line: &[u8]) -> Option<String> {
         return Some("the #! line names no interpreter".to_string());
     }
     None
+}
+
+/// For `#!/usr/bin/env NAME`, the common way to find an interpreter along
+/// `PATH`: a warning when NAME is not found there (env then fails with 127).
+/// Lines with options (`env -S …`) are left alone.
+fn env_target_problem(first_line: &[u8], search: &OsStr, who: &Who) -> Option<Finding> {
+    let interpreter = shebang_interpreter(first_line)?;
+    if Path::new(OsStr::from_bytes(interpreter)).file_name() != Some(OsStr::new("env")) {
+        return None;
+    }
+    let rest = first_line.strip_prefix(b"#!")?;
+    let after = rest.get(
+        rest.windows(interpreter.len())
+            .position(|w| w == interpreter)?
+            + interpreter.len()..,
+    )?;
+    let name = std::str::from_utf8(after).ok()?.trim_matches([' ', '\t']);
+    if name.is_empty() || name.starts_with('-') || name.contains([' ', '\t', '/']) {
+        return None;
+    }
+    match search_path(name, search, who) {
+        Ok(_) => None,
+        Err(near) => {
+            let f = not_found_in_path(name, search, near);
+            Some(Finding {
+                message: format!("#!{}: {}", String::from_utf8_lossy(rest).trim(), f.message),
+                ..f
+            })
+        }
+    }
 }
 
 /// The interpreter path of a `#!` line, as the kernel splits it: after `#!`,
@@ -593,6 +652,21 @@ mod tests {
         assert!(bom.contains("byte-order mark"), "{bom}");
         let empty = shebang_problem(b"#!   ").unwrap_or_default();
         assert!(empty.contains("no interpreter"), "{empty}");
+    }
+
+    #[test]
+    fn env_shebangs_look_their_target_up_in_path() {
+        let search = OsStr::new("/usr/bin:/bin");
+        let who = Who::Supervisor;
+        assert!(env_target_problem(b"#!/usr/bin/env sh", search, &who).is_none());
+        assert!(env_target_problem(b"#!/usr/bin/env -S sh -e", search, &who).is_none());
+        assert!(env_target_problem(b"#!/bin/sh", search, &who).is_none());
+        let missing = env_target_problem(b"#!/usr/bin/env  selfheal-nope ", search, &who)
+            .map(|f| (f.severity, f.message));
+        assert!(
+            matches!(&missing, Some((Severity::Warning, m)) if m.starts_with("#!/usr/bin/env  selfheal-nope: \"selfheal-nope\" not found in PATH")),
+            "{missing:?}"
+        );
     }
 
     #[test]

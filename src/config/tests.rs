@@ -298,3 +298,24 @@ user = "selfheal-no-such-user"
         c.warnings
     );
 }
+
+#[test]
+fn start_order_puts_the_earliest_ready_program_first() {
+    let c = parse_ok(
+        r#"[programs.a]
+command = ["x"]
+depends_on = { d = "started" }
+[programs.b]
+command = ["x"]
+[programs.c]
+command = ["x"]
+depends_on = { a = "started", b = "healthy" }
+[programs.d]
+command = ["x"]
+[programs.e]
+command = ["x"]
+"#,
+    );
+    let names: Vec<&str> = c.programs.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["b", "d", "a", "c", "e"]);
+}

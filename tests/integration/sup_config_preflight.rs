@@ -63,6 +63,11 @@ fn fixtures(dir: &Path) {
         "#!/nonexistent/interpreter\necho\n",
     );
     script(dir, "no-format", "echo this has no #! line\n");
+    script(
+        dir,
+        "env-missing.sh",
+        "#!/usr/bin/env selfheal-no-such-interpreter\necho\n",
+    );
     let plain = script(dir, "plain.sh", "#!/bin/sh\necho\n");
     std::fs::set_permissions(plain, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     std::fs::write(dir.join("a-file"), "").expect("write");
@@ -92,6 +97,8 @@ command = ["@DIR@/crlf.sh"]
 command = ["@DIR@/bom.sh"]
 [programs.interp]
 command = ["@DIR@/no-interpreter.sh"]
+[programs.env-interp]
+command = ["@DIR@/env-missing.sh"]
 [programs.format]
 command = ["@DIR@/no-format"]
 [programs.dir]
@@ -149,6 +156,11 @@ const ALL_EXPECTED: &[(&str, &str, &str)] = &[
         "\"@DIR@/no-interpreter.sh\"",
         "warning: programs.interp.command",
         "its interpreter /nonexistent/interpreter does not exist (yet)",
+    ),
+    (
+        "\"@DIR@/env-missing.sh\"",
+        "warning: programs.env-interp.command",
+        "env-missing.sh: #!/usr/bin/env selfheal-no-such-interpreter: \"selfheal-no-such-interpreter\" not found in PATH",
     ),
     (
         "\"@DIR@/no-format\"",
@@ -326,6 +338,12 @@ const WARNINGS: &[Warned] = &[
         needle: "\"@DIR@/no-interpreter.sh\"",
         field: "programs.p.command",
         message: "its interpreter /nonexistent/interpreter does not exist (yet)",
+    },
+    Warned {
+        program: "command = [\"@DIR@/env-missing.sh\"]",
+        needle: "\"@DIR@/env-missing.sh\"",
+        field: "programs.p.command",
+        message: "#!/usr/bin/env selfheal-no-such-interpreter: \"selfheal-no-such-interpreter\" not found in PATH",
     },
     Warned {
         program: "command = [\"@DIR@/no-format\"]",

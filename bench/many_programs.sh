@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The supervisor under load held: 1000 programs (`sleep infinity` each, no probe)
+# in one config. Measures supervisor start → all started, the supervisor's own
+# CPU time for it, RSS, respawn latency with 1000 running (vs 1 program), and
+# SIGTERM → all stopped. One command:
+#
+#     bench/many_programs.sh               # needs gcc, python3
+#     BIN=target/release/selfheal bench/many_programs.sh   # an already built binary
+#
+# Env: PROGRAMS (1000), RUNS (5), KILLS (200), BENCH_WRAP (e.g. "chrt -f 10":
+# SCHED_FIFO for the supervisor and its programs, which keeps the other users of
+# a shared machine out of the figures; needs root). Builds the release binary as
+# shipped (static-pie, ci/build-static.sh) unless BIN is given, runs
+# bench/many_programs.py, prints the summary and writes it to
+# target/bench-many-programs.md. Every process started is killed on exit.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PY=/usr/bin/python3
+for tool in gcc "$PY"; do
+    command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
+done
+
+if [ -z "${BIN:-}" ]; then
+    echo "bench: building release binary (once)" >&2
+    BIN="$ROOT/$("$ROOT/ci/build-static.sh" --quiet)"
+fi
+BIN=$(realpath "$BIN")
+
+WORK=$(mktemp -d /tmp/selfheal-bench.XXXXXX)
+DRIVER=
+cleanup() {
+    if [ -n "$DRIVER" ]; then kill -TERM "$DRIVER" 2>/dev/null || true; wait "$DRIVER" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# stamp: appends "pid start_ns" to its file as the first thing in main, then
+# waits for a signal like `sleep infinity`.
+cat > "$WORK/stamp.c" <<'C'
+#include <fcntl.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    struct timespec ts; char line[64];
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int fd = open(argv[1], O_WRONLY | O_APPEND | O_CREAT, 0644);
+    int n = snprintf(line, sizeof line, "%d %lld\n", getpid(),
+                     (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+    write(fd, line, n);
+    close(fd);
+    for (;;) pause();
+}
+C
+gcc -O2 -o "$WORK/stamp" "$WORK/stamp.c"
+# spawn_floor: control. A C parent holding 3 MB of heap (the supervisor's while it
+# starts the 1000) spawns N `sleep infinity` (own group, default signals, stdout
+# to a pipe it keeps) with fork + exec awaited through a CLOEXEC pipe (what std's
+# Command does) or with posix_spawn (glibc: clone(CLONE_VM|CLONE_VFORK)); prints
+# wall and parent CPU. The floor of this machine for each way of spawning.
+cat > "$WORK/spawn_floor.c" <<'C'
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+extern char **environ;
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+static double cpu(void) {
+    struct rusage r; getrusage(RUSAGE_SELF, &r);
+    return r.ru_utime.tv_sec + r.ru_utime.tv_usec / 1e6 + r.ru_stime.tv_sec + r.ru_stime.tv_usec / 1e6;
+}
+int main(int argc, char **argv) {
+    int n = atoi(argv[1]), vfork_like = atoi(argv[2]);
+    char *heap = malloc(3 << 20); memset(heap, 1, 3 << 20);
+    pid_t *pids = calloc(n, sizeof(pid_t));
+    char *args[] = {"/usr/bin/sleep", "infinity", NULL};
+    double t0 = now(), c0 = cpu();
+    for (int i = 0; i < n; i++) {
+        int out[2]; pipe2(out, O_CLOEXEC);
+        if (vfork_like) {
+            posix_spawn_file_actions_t fa; posix_spawn_file_actions_init(&fa);
+            posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+            posix_spawnattr_t at; posix_spawnattr_init(&at);
+            sigset_t all, none; sigfillset(&all); sigemptyset(&none);
+            posix_spawnattr_setsigdefault(&at, &all); posix_spawnattr_setsigmask(&at, &none);
+            posix_spawnattr_setpgroup(&at, 0);
+            posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
+            posix_spawn(&pids[i], args[0], &fa, &at, args, environ);
+            posix_spawn_file_actions_destroy(&fa); posix_spawnattr_destroy(&at);
+        } else {
+            int err[2]; pipe2(err, O_CLOEXEC);
+            pid_t p = fork();
+            if (p == 0) {
+                setpgid(0, 0); dup2(out[1], 1);
+                for (int s = 1; s < 65; s++) if (s != SIGKILL && s != SIGSTOP) signal(s, SIG_DFL);
+                execve(args[0], args, environ);
+                int e = errno; write(err[1], &e, 4); _exit(127);
+            }
+            close(err[1]); int e; read(err[0], &e, 4); close(err[0]); pids[i] = p;
+        }
+        close(out[1]);
+    }
+    printf("%.1f %.1f\n", (now() - t0) * 1e3, (cpu() - c0) * 1e3);
+    for (int i = 0; i < n; i++) kill(pids[i], SIGKILL);
+    for (int i = 0; i < n; i++) waitpid(pids[i], NULL, 0);
+    return 0;
+}
+C
+gcc -O2 -o "$WORK/spawn_floor" "$WORK/spawn_floor.c"
+
+"$PY" "$ROOT/bench/many_programs.py" "$BIN" "$WORK" > "$WORK/summary.md" &
+DRIVER=$!
+wait "$DRIVER"
+DRIVER=
+mkdir -p "$ROOT/target"
+cp "$WORK/summary.md" "$ROOT/target/bench-many-programs.md"
+cat "$WORK/summary.md"
+echo "bench: summary written to target/bench-many-programs.md" >&2

@@ -167,6 +167,13 @@ async fn admit(
     }
     parts.version = Version::HTTP_11;
     let body = body::prepare(incoming, cfg.max_body, cfg.retry_buffer, cfg.body_timeout).await?;
+    // A buffered body has been seen whole by the scanner too: refuse a
+    // chunking it could not follow (hyper's decoder is more lenient).
+    if body.is_replayable() {
+        if let Some(why) = c.shared.scanner.borrow().verdict(index) {
+            return Err(ProxyError::BadRequest(why));
+        }
+    }
     Ok(Admitted { parts, body, keyed })
 }
 

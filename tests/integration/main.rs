@@ -17,6 +17,7 @@ mod proxy_limits;
 mod proxy_raw_util;
 mod proxy_retry;
 mod proxy_spread;
+mod proxy_strict;
 mod proxy_util;
 mod shipped_configs;
 mod stack_app;

@@ -182,6 +182,14 @@ fn target_forms() -> Vec<Case> {
         c("TRACE with absolute-form", "TRACE http://a/ HTTP/1.1\r\nHost: a\r\n\r\n").refused(405),
         c("HTTP/0.9 request line", "GET /\r\n\r\n").refused(400),
         c("space in target", "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n").refused(400),
+        c("two spaces after the method", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n").refused(400),
+        c("tab between method and target", "GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n").refused(400),
+        c("space after the version", "GET / HTTP/1.1 \r\nHost: a\r\n\r\n").refused(400),
+        c("version in lower case", "GET / http/1.1\r\nHost: a\r\n\r\n").refused(400),
+        c("method with a bad byte", "G(T / HTTP/1.1\r\nHost: a\r\n\r\n").refused(400),
+        c("extension method passed on", "PURGE /x HTTP/1.1\r\nHost: a\r\n\r\n")
+            .status(200)
+            .has(b"PURGE /x HTTP/1.1\r\n"),
         // nginx accepts a `#` in the target; RFC 9112 §3.2 has no form with
         // a fragment, and forwarding `/a` for `/a#f` would be a silent rewrite.
         c("fragment in target", "GET /a#f HTTP/1.1\r\nHost: a\r\n\r\n").refused(400),

@@ -163,13 +163,14 @@ fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, FramingError> {
     }
 }
 
-/// The size of a chunk-size line (`1a;ext=1`): hex digits, then optional
-/// extensions, which are ignored (RFC 9112 §7.1, §7.1.1). Strict where peers
+/// The size of a chunk-size line (`1a;ext=1`, without its CRLF): hex digits,
+/// then optional extensions, which are ignored (RFC 9112 §7.1, §7.1.1).
+/// Shared by the response decoder and the request-smuggling scanner. Strict where peers
 /// disagree (each a known smuggling vector): no sign, no `0x`, no leading
 /// whitespace, whitespace after the size only before a `;` (BWS), and no
 /// control character other than HTAB anywhere in the extensions (a bare CR
 /// there is how some parsers were made to end the line early).
-fn chunk_size(line: &[u8]) -> Result<u64, FramingError> {
+pub fn chunk_size(line: &[u8]) -> Result<u64, FramingError> {
     let (size, digits) =
         leading_hex(line).ok_or(FramingError("chunk size is not hex or too large"))?;
     let rest = &line[digits..];

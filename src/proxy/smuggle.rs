@@ -17,7 +17,7 @@
 //! refused. hyper rejects all of those inputs itself too; the record only
 //! matters if the two parsers ever disagree, and then refusing is the safe side.
 
-use super::framing::leading_hex;
+use super::framing::{chunk_size, leading_hex};
 
 /// Bytes of a chunk-size or trailer line kept (the size comes first; what
 /// follows it is checked by hyper's decoder).
@@ -63,7 +63,8 @@ pub struct Scanner {
     stored: usize,
     name: [u8; NAME_CAP],
     name_len: usize,
-    /// A CR seen at the end of what was fed: it ends the line if LF follows.
+    /// A CR seen at the end of what was fed: it ends the line if LF follows
+    /// (in a body line: the line ended with CRLF, not a bare LF).
     cr: bool,
     seen_request_line: bool,
     cl: Option<u64>,
@@ -306,11 +307,23 @@ impl Scanner {
         match self.state {
             // A size line it cannot read (hyper may accept more, e.g. 16 or
             // more digits): this request is refused too, once its body is in.
-            State::ChunkSize => match leading_hex(line).map(|(size, _)| size) {
-                Some(0) => self.state = State::Trailer,
-                Some(n) => self.state = State::ChunkData(n),
-                None => self.lose(index),
-            },
+            // Checked as strictly as upstream answers are (hyper's decoder
+            // also takes e.g. `5 ` or 16 digits); of a line longer than what
+            // is kept, only the size is checked.
+            State::ChunkSize => {
+                let size = if !self.cr {
+                    None
+                } else if self.stored == LINE_CAP {
+                    leading_hex(line).map(|(size, _)| size)
+                } else {
+                    chunk_size(line).ok()
+                };
+                match size {
+                    Some(0) => self.state = State::Trailer,
+                    Some(n) => self.state = State::ChunkData(n),
+                    None => self.lose(index),
+                }
+            }
             State::ChunkEnd if len == 0 && self.cr => self.state = State::ChunkSize,
             State::ChunkEnd => self.lose(index),
             State::Trailer if len == 0 => self.state = State::LineStart,

@@ -383,7 +383,15 @@ impl RespBody {
             None if more.is_empty() => None,
             None => Some(more.freeze()),
         };
-        let mut relay = Relay {
+        if whole {
+            // The usual small response: no relay, no timer, the connection
+            // back in the pool before the client is answered.
+            if keep_alive && conn.buf.is_empty() {
+                checkin.worker.pool.checkin(checkin.upstream, conn);
+            }
+            return Ok(RespBody::Full(prefix));
+        }
+        Ok(RespBody::Relay(Box::new(Relay {
             conn: Some(conn),
             framing,
             keep_alive,
@@ -393,12 +401,7 @@ impl RespBody {
             timer: None,
             last: Instant::now(),
             log: None,
-        };
-        if whole {
-            relay.finish();
-            return Ok(RespBody::Full(relay.prefix.take()));
-        }
-        Ok(RespBody::Relay(Box::new(relay)))
+        })))
     }
 
     /// A relayed body keeps the access-log line to write it when the body

@@ -195,18 +195,17 @@ fn valid_port(p: &[u8]) -> bool {
 /// alone, so anything else is 501 (RFC 9112 §6.1). Costs nothing when the
 /// request has no `Transfer-Encoding`.
 fn check_codings(parts: &Parts) -> Result<(), ProxyError> {
-    let mut codings = parts
-        .headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
+    let lines = parts.headers.get_all(TRANSFER_ENCODING);
+    let mut lines = lines.iter().peekable();
+    if lines.peek().is_none() {
+        return Ok(());
+    }
+    let mut codings = lines
         .flat_map(|v| v.as_bytes().split(|&c| c == b','))
         .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty());
     let Some(first) = codings.next() else {
-        if parts.headers.contains_key(TRANSFER_ENCODING) {
-            return Err(ProxyError::BadRequest("empty transfer-encoding"));
-        }
-        return Ok(());
+        return Err(ProxyError::BadRequest("empty transfer-encoding"));
     };
     let mut last = first;
     let mut count = 1;

@@ -161,6 +161,26 @@ impl Scanner {
                         self.cr = false;
                     }
                 }
+                // Most head bytes are in lines or values that do not matter:
+                // skip to the line's end (or a `#` in the request line).
+                State::SkipLine | State::Value => {
+                    let request_line = self.state == State::SkipLine;
+                    let stop = data
+                        .iter()
+                        .position(|&b| b == b'\n' || (request_line && b == b'#'));
+                    self.cr = false;
+                    match stop {
+                        Some(i) if data[i] == b'#' => {
+                            self.fragment = true;
+                            data = &data[i + 1..];
+                        }
+                        Some(i) => {
+                            data = &data[i + 1..];
+                            self.end_head_line();
+                        }
+                        None => data = &[],
+                    }
+                }
                 _ => {
                     data = rest;
                     self.head_byte(c);
@@ -199,10 +219,6 @@ impl Scanner {
                 self.push_name(c)
             }
             State::Name => self.push_name(c),
-            State::SkipLine if c == b'#' && self.seen_request_line && self.name_len == 0 => {
-                self.fragment = true;
-                State::SkipLine
-            }
             State::Length(d) => self.length_byte(d, c),
             s => s,
         };
@@ -397,6 +413,17 @@ POST /d HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
         let s = scan(&[b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]);
         assert!(s.verdict(0).is_some());
         assert!(s.verdict(1).is_some());
+    }
+
+    #[test]
+    fn a_fragment_in_the_request_line_is_refused() {
+        let stream: &[u8] = b"GET /a HTTP/1.1\r\nX-A: #\r\n\r\nGET /b#f HTTP/1.1\r\n\r\n";
+        for split in [1usize, 5, stream.len()] {
+            let chunks: Vec<&[u8]> = stream.chunks(split).collect();
+            let s = scan(&chunks);
+            assert_eq!(s.verdict(0), None, "split {split}");
+            assert!(s.verdict(1).is_some(), "split {split}");
+        }
     }
 
     #[test]

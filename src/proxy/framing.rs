@@ -164,30 +164,72 @@ fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, FramingError> {
 }
 
 /// The size of a chunk-size line (`1a;ext=1`, without its CRLF): hex digits,
-/// then optional extensions, which are ignored (RFC 9112 §7.1, §7.1.1).
-/// Shared by the response decoder and the request-smuggling scanner. Strict where peers
-/// disagree (each a known smuggling vector): no sign, no `0x`, no leading
-/// whitespace, whitespace after the size only before a `;` (BWS), and no
-/// control character other than HTAB anywhere in the extensions (a bare CR
-/// there is how some parsers were made to end the line early).
+/// then optional extensions, which are checked and ignored (RFC 9112 §7.1,
+/// §7.1.1). Strict where peers disagree (each a known smuggling vector): no
+/// sign, no `0x`, no leading whitespace, whitespace after the size only
+/// before a `;` (BWS), extensions that follow the grammar (`;name` or
+/// `;name=token` or `;name="quoted"`, so no bare `;` and no control byte: a
+/// bare CR there is how some parsers were made to end the line early).
+/// Shared by the response decoder and the request-smuggling scanner.
 pub fn chunk_size(line: &[u8]) -> Result<u64, FramingError> {
     let (size, digits) =
         leading_hex(line).ok_or(FramingError("chunk size is not hex or too large"))?;
     let rest = &line[digits..];
-    let bws = rest
-        .iter()
-        .take_while(|&&c| c == b' ' || c == b'\t')
-        .count();
-    let ext = &rest[bws..];
-    match ext.first() {
-        None if bws == 0 => {}
-        Some(b';') => {}
-        _ => return Err(FramingError("junk after chunk size")),
-    }
-    if ext.iter().any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f) {
-        return Err(FramingError("control character in chunk extension"));
+    if !rest.is_empty() && !valid_extensions(rest) {
+        return Err(FramingError("malformed chunk extension"));
     }
     Ok(size)
+}
+
+/// `*( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )`, ext-name a token,
+/// ext-val a token or a quoted-string (RFC 9112 §7.1.1, RFC 9110 §5.6).
+fn valid_extensions(mut b: &[u8]) -> bool {
+    let bws = |b: &[u8]| -> usize { b.iter().take_while(|&&c| c == b' ' || c == b'\t').count() };
+    let token = |b: &[u8]| -> usize { b.iter().take_while(|&&c| is_tchar(c)).count() };
+    while !b.is_empty() {
+        b = &b[bws(b)..];
+        let [b';', rest @ ..] = b else {
+            return false;
+        };
+        b = &rest[bws(rest)..];
+        let name = token(b);
+        if name == 0 {
+            return false;
+        }
+        b = &b[name..];
+        let after = bws(b);
+        if b.get(after) != Some(&b'=') {
+            b = &b[after..];
+            continue;
+        }
+        b = &b[after + 1..];
+        b = &b[bws(b)..];
+        let value = if b.first() == Some(&b'"') {
+            quoted_string(b)
+        } else {
+            Some(token(b)).filter(|&n| n > 0)
+        };
+        match value {
+            Some(n) => b = &b[n..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Length of the quoted-string `b` starts with (RFC 9110 §5.6.4).
+fn quoted_string(b: &[u8]) -> Option<usize> {
+    let text = |c: u8| c == b'\t' || c == b' ' || (0x21..=0x7e).contains(&c) || c >= 0x80;
+    let mut i = 1;
+    while i < b.len() {
+        match b[i] {
+            b'"' => return Some(i + 1),
+            b'\\' if b.get(i + 1).is_some_and(|&c| text(c)) => i += 2,
+            c if text(c) && c != b'\\' => i += 1,
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// A trailer field line: `name: value`, the name a token, no control
@@ -289,7 +331,12 @@ mod tests {
 
     #[test]
     fn chunked_errors() {
-        let bad: [&[u8]; 14] = [
+        let bad: [&[u8]; 19] = [
+            b"5;\r\n",
+            b"5;bad[=x\r\n",
+            b"5;a=\r\n",
+            b"5;a=\"open\r\n",
+            b"5;a b\r\n",
             b"zz\r\n",
             b"5\r\nhelloXX",
             b"5\n",

@@ -142,9 +142,28 @@ pub fn peer_value(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_bytes(&buf[..n]).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
+/// Drops request fields whose name has an underscore, as nginx does by
+/// default (`underscores_in_headers off`): CGI-style back ends map `-` and
+/// `_` to the same variable, so `Transfer_Encoding` or `X_Forwarded_For`
+/// could stand in for the real field behind the proxy's back.
+fn drop_underscored(h: &mut HeaderMap) {
+    if !h.keys().any(|n| n.as_str().contains('_')) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = h
+        .keys()
+        .filter(|n| n.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for name in doomed {
+        h.remove(name);
+    }
+}
+
 /// Rewrites a request's headers for the upstream. Returns whether the request
 /// carries an idempotency key (always true: one is set when absent).
 pub fn prepare_request(h: &mut HeaderMap, peer: &HeaderValue, ids: &RequestIds) -> bool {
+    drop_underscored(h);
     strip_hop_by_hop(h);
     // Room for the (up to) four headers added below: one growth, not several.
     h.reserve(4);

@@ -342,6 +342,7 @@ impl Scanner {
             }
             State::ChunkEnd if len == 0 && self.cr => self.state = State::ChunkSize,
             State::ChunkEnd => self.lose(index),
+            State::Trailer if !self.cr => self.lose(index),
             State::Trailer if len == 0 => self.state = State::LineStart,
             _ => {}
         }

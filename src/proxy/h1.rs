@@ -369,10 +369,9 @@ fn response_framing(
     head_request: bool,
     headers: &mut HeaderMap,
 ) -> Result<(Framing, bool), ExchangeError> {
-    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok((Framing::Done, true));
-    }
-    if headers.contains_key(TRANSFER_ENCODING) {
+    let bodiless =
+        head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    if headers.contains_key(TRANSFER_ENCODING) && !bodiless {
         if version == Version::HTTP_10 {
             return Err(ExchangeError::Malformed(
                 "transfer-encoding in an HTTP/1.0 response",
@@ -394,10 +393,24 @@ fn response_framing(
         let had_length = headers.remove(CONTENT_LENGTH).is_some();
         return Ok((Framing::Chunked(Chunk::Size), !had_length));
     }
+    // Checked and collapsed even without a body: the client reads the length
+    // of a HEAD answer as the length of the GET one.
+    let length = content_length(headers)?;
+    if bodiless {
+        return Ok((Framing::Done, true));
+    }
+    Ok(match length {
+        Some(n) => (Framing::Length(n), true),
+        None => (Framing::UntilClose, false),
+    })
+}
+
+/// The one `Content-Length` value (lines and list elements must agree); a
+/// list or repeated lines are collapsed to a single value in `headers`.
+fn content_length(headers: &mut HeaderMap) -> Result<Option<u64>, ExchangeError> {
     let mut length: Option<u64> = None;
     let mut listed = false;
     for v in headers.get_all(CONTENT_LENGTH) {
-        listed |= length.is_some();
         for part in v.as_bytes().split(|&b| b == b',') {
             let n = parse_decimal(part.trim_ascii())
                 .ok_or(ExchangeError::Malformed("invalid content-length"))?;
@@ -413,10 +426,7 @@ fn response_framing(
     if let (true, Some(n)) = (listed, length) {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
     }
-    Ok(match length {
-        Some(n) => (Framing::Length(n), true),
-        None => (Framing::UntilClose, false),
-    })
+    Ok(length)
 }
 
 /// HTTP/1.1 keeps the connection unless `Connection: close`; 1.0 only with

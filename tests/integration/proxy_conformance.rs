@@ -579,6 +579,16 @@ fn response_framing() -> Vec<Case> {
             .reply(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
             .status(200)
             .client_has(b"content-length: 5\r\n"),
+        c("HEAD answer with a CL list is collapsed", "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .head()
+            .reply(b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n")
+            .status(200)
+            .client_has(b"content-length: 5\r\n")
+            .client_not(b"5, 5"),
+        c("HEAD answer with differing CLs", "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .head()
+            .reply(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")
+            .status(502),
         c("body until close", GET)
             .up(Script::ReplyClose(b"HTTP/1.1 200 OK\r\n\r\nuntil close".to_vec()))
             .body(200, b"until close"),

@@ -96,22 +96,8 @@ pub async fn handle(
         .access_log
         .then(|| (req.method().clone(), req.uri().clone(), Instant::now()));
     let mut out = Outcome::default();
-    let mut line = log.map(|(method, uri, start)| AccessLine {
-        worker: w.clone(),
-        method,
-        uri,
-        start,
-        status: 0,
-        upstream: None,
-        retries: 0,
-    });
     let mut resp = match forward(&w, &c, index, req, &mut out).await {
-        Ok(resp) => {
-            if let Some(l) = line.as_mut() {
-                l.status = resp.status().as_u16();
-            }
-            resp
-        }
+        Ok(resp) => resp,
         Err(e) => {
             if e.status().is_server_error() {
                 let upstream = out.upstream.map(|i| w.upstreams.name(i));
@@ -120,18 +106,22 @@ pub async fn handle(
             if e.closes_connection() {
                 c.shared.linger.set(true);
             }
-            if let Some(l) = line.as_mut() {
-                l.status = e.status().as_u16();
-            }
             e.response()
         }
     };
-    if let Some(mut l) = line {
-        l.upstream = out.upstream;
-        l.retries = out.retries;
+    if let Some((method, uri, start)) = log {
+        let line = AccessLine {
+            worker: w.clone(),
+            method,
+            uri,
+            start,
+            status: resp.status().as_u16(),
+            upstream: out.upstream,
+            retries: out.retries,
+        };
         // A relayed body writes the line when it ends (whole or cut).
-        if let Some(l) = resp.body_mut().log_at_end(l) {
-            l.emit(None);
+        if let Some(line) = resp.body_mut().log_at_end(line) {
+            line.emit(None);
         }
     }
     Ok(resp)

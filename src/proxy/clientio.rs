@@ -49,6 +49,7 @@ pub struct ClientIo {
 }
 
 impl ClientIo {
+    /// Wraps an accepted client socket; `send_timeout` bounds each stalled write.
     pub fn new(stream: TcpStream, shared: std::rc::Rc<ConnShared>, send_timeout: Duration) -> Self {
         ClientIo {
             stream: Some(stream),

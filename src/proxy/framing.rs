@@ -364,6 +364,32 @@ mod tests {
     }
 
     #[test]
+    fn extension_grammar() {
+        for ok in [
+            &b";a"[..],
+            b";a=b",
+            b" ; a = b",
+            b";a=\"x;y\"",
+            b";a;b",
+            b";a=\"\\\"\"",
+        ] {
+            assert!(valid_extensions(ok), "{}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &b";"[..],
+            b";=b",
+            b";a=",
+            b";a=\"x",
+            b";a b",
+            b"a",
+            b";a=b c",
+            b";a=\"\x01\"",
+        ] {
+            assert!(!valid_extensions(bad), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
     fn chunk_extensions_with_bws_are_accepted() {
         for input in [
             &b"5 ;a=b\r\nhello\r\n0\r\n\r\n"[..],

@@ -6,6 +6,7 @@
 //! as it flows. Responses: the upstream body is relayed frame by frame and the
 //! upstream connection goes back to this thread's pool at the end of the stream.
 
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -18,9 +19,10 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use super::error::ProxyError;
-use super::framing::{Framing, Step};
+use super::forward::AccessLine;
+use super::framing::{Framing, FramingError, Step};
 use super::h1::UpConn;
-use super::upstream::Pool;
+use super::server::Worker;
 
 /// Why a streamed request body stopped, to answer 413 / 408 / 400 instead of 502.
 #[derive(Debug, thiserror::Error)]
@@ -215,8 +217,34 @@ pub enum RespBody {
 
 /// Where a connection goes back once its response has been read whole.
 pub struct Checkin {
-    pub pool: Rc<Pool>,
+    pub worker: Rc<Worker>,
     pub upstream: usize,
+}
+
+/// Why a relayed response was cut before its end (the client's connection is
+/// then closed: a chunked answer never gets its last chunk, a sized one
+/// never gets all its bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// The upstream sent nothing for the upstream timeout.
+    Stalled,
+    /// The upstream closed (or reset) the connection inside the body.
+    Closed,
+    /// The upstream broke the body framing.
+    Framing(&'static str),
+    /// The client went away (or stopped reading) before the end.
+    ClientGone,
+}
+
+impl Cut {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cut::Stalled => "upstream stalled inside the body",
+            Cut::Closed => "upstream closed inside the body",
+            Cut::Framing(what) => what,
+            Cut::ClientGone => "client gone before the end",
+        }
+    }
 }
 
 /// An upstream body being relayed, and the connection it comes from.
@@ -226,6 +254,15 @@ pub struct Relay {
     framing: Framing,
     keep_alive: bool,
     checkin: Checkin,
+    /// Body bytes decoded before the head was answered, sent first.
+    prefix: Option<Bytes>,
+    /// Longest wait for the next upstream bytes (`--upstream-timeout`).
+    idle: Duration,
+    /// Armed on the first read that has to wait; `last` is the last progress.
+    timer: Option<Pin<Box<Sleep>>>,
+    last: Instant,
+    /// Written when the client has the whole body, or when it was cut.
+    log: Option<AccessLine>,
 }
 
 impl Relay {
@@ -234,15 +271,75 @@ impl Relay {
     fn finish(&mut self) {
         if let Some(conn) = self.conn.take() {
             if self.keep_alive && conn.buf.is_empty() {
-                self.checkin.pool.checkin(self.checkin.upstream, conn);
+                self.checkin
+                    .worker
+                    .pool
+                    .checkin(self.checkin.upstream, conn);
             }
+        }
+        if let Some(line) = self.log.take() {
+            line.emit(None);
         }
     }
 
-    /// The connection failed or broke the framing: it is closed, never reused.
-    fn abandon(&mut self, e: io::Error) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    /// The response cannot be completed: the upstream connection is closed
+    /// (never reused), the cause logged, and the error makes hyper close the
+    /// client's connection without ending the body.
+    fn abandon(&mut self, cut: Cut) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.cut(cut);
+        Poll::Ready(Some(Err(io::Error::other(cut.as_str()))))
+    }
+
+    fn cut(&mut self, cut: Cut) {
         self.conn = None;
-        Poll::Ready(Some(Err(e)))
+        self.framing = Framing::Done;
+        let upstream = self.checkin.worker.upstreams.name(self.checkin.upstream);
+        if cut == Cut::ClientGone {
+            tracing::debug!(cause = cut.as_str(), upstream, "response aborted");
+        } else {
+            tracing::warn!(cause = cut.as_str(), upstream, "response aborted");
+        }
+        if let Some(line) = self.log.take() {
+            line.emit(Some(cut.as_str()));
+        }
+    }
+
+    /// Waits for more upstream bytes, at most `idle` since the last progress.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, Cut>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(Err(Cut::Closed));
+        };
+        match conn.poll_read_more(cx) {
+            Poll::Ready(Ok(n)) => {
+                self.last = Instant::now();
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(_)) => Poll::Ready(Err(Cut::Closed)),
+            Poll::Pending => loop {
+                let deadline = self.last + self.idle;
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                match timer.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) if Instant::now() >= deadline => {
+                        return Poll::Ready(Err(Cut::Stalled))
+                    }
+                    Poll::Ready(()) => {}
+                }
+            },
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if self.log.is_some() || self.conn.is_some() {
+            self.cut(Cut::ClientGone);
+        }
     }
 }
 
@@ -252,34 +349,70 @@ impl RespBody {
     }
 
     /// The body of an upstream response whose head was just read from `conn`.
-    /// When the whole body is already buffered (the usual small response), it
-    /// is answered from memory and the connection goes back to the pool now.
+    /// What is already buffered is decoded now, before the head is answered:
+    /// a body that is all there (the usual small response) is answered from
+    /// memory with the connection back in the pool at once, and a framing
+    /// error in it is a `502` rather than a cut answer.
+    ///
+    /// `idle` bounds each later wait for upstream bytes.
     pub fn upstream(
         mut conn: UpConn,
         mut framing: Framing,
         keep_alive: bool,
         checkin: Checkin,
-    ) -> Self {
-        let whole = match framing {
-            Framing::Done => Some(None),
-            Framing::Length(n) if n <= conn.buf.len() as u64 => {
-                framing = Framing::Done;
-                Some(Some(conn.buf.split_to(n as usize).freeze()))
+        idle: Duration,
+    ) -> Result<Self, FramingError> {
+        let mut first: Option<Bytes> = None;
+        let mut more = BytesMut::new();
+        let whole = loop {
+            match framing.step(&mut conn.buf)? {
+                Step::Data(d) => match first.take() {
+                    None if more.is_empty() => first = Some(d),
+                    Some(f) => {
+                        more.extend_from_slice(&f);
+                        more.extend_from_slice(&d);
+                    }
+                    None => more.extend_from_slice(&d),
+                },
+                Step::Done => break true,
+                Step::NeedMore => break false,
             }
-            _ => None,
         };
-        let mut relay = Relay {
+        let prefix = match first {
+            Some(f) => Some(f),
+            None if more.is_empty() => None,
+            None => Some(more.freeze()),
+        };
+        if whole {
+            // The usual small response: no relay, no timer, the connection
+            // back in the pool before the client is answered.
+            if keep_alive && conn.buf.is_empty() {
+                checkin.worker.pool.checkin(checkin.upstream, conn);
+            }
+            return Ok(RespBody::Full(prefix));
+        }
+        Ok(RespBody::Relay(Box::new(Relay {
             conn: Some(conn),
             framing,
             keep_alive,
             checkin,
-        };
-        match whole {
-            Some(body) => {
-                relay.finish();
-                RespBody::Full(body)
+            prefix,
+            idle,
+            timer: None,
+            last: Instant::now(),
+            log: None,
+        })))
+    }
+
+    /// A relayed body keeps the access-log line to write it when the body
+    /// ends (whole or cut); any other gives it back to be written now.
+    pub fn log_at_end(&mut self, line: AccessLine) -> Option<AccessLine> {
+        match self {
+            RespBody::Relay(r) => {
+                r.log = Some(line);
+                None
             }
-            None => RespBody::Relay(Box::new(relay)),
+            RespBody::Full(_) => Some(line),
         }
     }
 }
@@ -296,12 +429,18 @@ impl Body for RespBody {
             RespBody::Full(b) => return Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             RespBody::Relay(r) => &mut **r,
         };
+        if let Some(p) = r.prefix.take() {
+            if r.framing.is_done() {
+                r.finish();
+            }
+            return Poll::Ready(Some(Ok(Frame::data(p))));
+        }
         loop {
             let Some(conn) = r.conn.as_mut() else {
                 return Poll::Ready(None);
             };
             match r.framing.step(&mut conn.buf) {
-                Err(e) => return r.abandon(io::Error::new(io::ErrorKind::InvalidData, e)),
+                Err(e) => return r.abandon(Cut::Framing(e.0)),
                 Ok(Step::Data(d)) => {
                     if r.framing.is_done() {
                         r.finish();
@@ -312,20 +451,16 @@ impl Body for RespBody {
                     r.finish();
                     return Poll::Ready(None);
                 }
-                Ok(Step::NeedMore) => match ready!(conn.poll_read_more(cx)) {
+                Ok(Step::NeedMore) => match ready!(r.poll_read(cx)) {
                     Ok(0) if r.framing == Framing::UntilClose => {
-                        r.framing = Framing::Done;
                         r.conn = None;
+                        r.framing = Framing::Done;
+                        r.finish();
                         return Poll::Ready(None);
                     }
-                    Ok(0) => {
-                        return r.abandon(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "upstream closed the connection inside a response body",
-                        ))
-                    }
+                    Ok(0) => return r.abandon(Cut::Closed),
                     Ok(_) => continue,
-                    Err(e) => return r.abandon(e),
+                    Err(cut) => return r.abandon(cut),
                 },
             }
         }
@@ -334,7 +469,7 @@ impl Body for RespBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RespBody::Full(b) => b.is_none(),
-            RespBody::Relay(r) => r.framing.is_done(),
+            RespBody::Relay(r) => r.prefix.is_none() && r.framing.is_done(),
         }
     }
 
@@ -342,7 +477,9 @@ impl Body for RespBody {
         match self {
             RespBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             RespBody::Relay(r) => match r.framing.remaining() {
-                Some(n) => SizeHint::with_exact(n),
+                Some(n) => {
+                    SizeHint::with_exact(n + r.prefix.as_ref().map_or(0, |p| p.len() as u64))
+                }
                 None => SizeHint::default(),
             },
         }

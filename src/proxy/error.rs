@@ -3,7 +3,7 @@
 //! client; they go to the log.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 
 use super::body::RespBody;
@@ -35,10 +35,21 @@ pub enum ProxyError {
     /// One header line or the whole header section is larger than the limit.
     #[error("request header fields too large")]
     HeadersTooLarge,
-    /// A framing the proxy refuses (request smuggling vectors).
+    /// A request the proxy refuses: smuggling vectors, a bad target form or
+    /// `Host` (see [`super::request`]).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// CONNECT or TRACE: methods the proxy does not serve (RFC 9110 §9.3.6, §9.3.8).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A transfer coding the proxy does not implement (RFC 9112 §6.1).
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
 }
+
+/// `Allow` of a `405`: every method the proxy forwards (RFC 9110 §15.5.6
+/// requires the list).
+pub const ALLOW_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
 
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
@@ -51,12 +62,15 @@ impl ProxyError {
             ProxyError::BadBody | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
     /// Client errors leave the connection in an unknown framing state (or with an
-    /// unread body): close it after answering.
-    fn closes_connection(&self) -> bool {
+    /// unread body): close it after answering (with a lingering close, see
+    /// [`super::linger`]). A CONNECT's connection may already carry tunnel bytes.
+    pub fn closes_connection(&self) -> bool {
         match self {
             ProxyError::Unavailable | ProxyError::BadGateway(_) | ProxyError::GatewayTimeout => {
                 false
@@ -66,7 +80,9 @@ impl ProxyError {
             | ProxyError::BadBody
             | ProxyError::UriTooLong
             | ProxyError::HeadersTooLarge
-            | ProxyError::BadRequest(_) => true,
+            | ProxyError::BadRequest(_)
+            | ProxyError::MethodNotAllowed
+            | ProxyError::NotImplemented(_) => true,
         }
     }
 
@@ -80,6 +96,8 @@ impl ProxyError {
             ProxyError::BadBody | ProxyError::BadRequest(_) => "bad request\n",
             ProxyError::UriTooLong => "uri too long\n",
             ProxyError::HeadersTooLarge => "request header fields too large\n",
+            ProxyError::MethodNotAllowed => "method not allowed\n",
+            ProxyError::NotImplemented(_) => "not implemented\n",
         }
     }
 
@@ -89,8 +107,14 @@ impl ProxyError {
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        if matches!(self, ProxyError::Unavailable) {
-            h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        match self {
+            ProxyError::Unavailable => {
+                h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ProxyError::MethodNotAllowed => {
+                h.insert(ALLOW, HeaderValue::from_static(ALLOW_METHODS));
+            }
+            _ => {}
         }
         if self.closes_connection() {
             h.insert(CONNECTION, HeaderValue::from_static("close"));

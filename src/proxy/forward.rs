@@ -1,29 +1,33 @@
-//! One request's path through the proxy: checks, header rewriting, body
-//! preparation, then the hold/retry loop over upstream picks (rule in
-//! [`super::retry`]), and one access-log line.
+//! One request's path through the proxy, as named steps:
+//! [`admit`] (checks, header rewriting, body preparation), then attempts of
+//! [`pick_upstream`] → [`connect`] → [`send`] (request out, response head in)
+//! → [`relay`], with [`fail`] gathering the facts of a failed attempt for
+//! [`retry::decide`] (the rule) and carrying out its decision; and one
+//! access-log line, written when the client has its whole answer.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::rc::Rc;
 use std::time::Instant;
 
-use http::header::{HeaderValue, HOST};
-use http::{Request, Response, Uri, Version};
+use http::header::HeaderValue;
+use http::{Method, Response, Uri, Version};
 use hyper::body::Incoming;
 
-use super::body::{self, Checkin, RespBody};
+use super::body::{self, Checkin, ProxyBody, RespBody};
+use super::clientio::ConnShared;
 use super::error::ProxyError;
-use super::h1::ExchangeError;
+use super::h1::{ExchangeError, ResponseHead, UpConn};
 use super::headers;
 use super::limits;
-use super::retry::{self, Backoff};
+use super::request;
+use super::retry::{self, Backoff, Decision, Facts, Failure, Verdict};
 use super::server::Worker;
-use super::smuggle::Scanner;
 use super::upstream::Pick;
 
 /// What a connection knows about itself.
 pub struct ConnState {
-    pub scanner: Rc<RefCell<Scanner>>,
+    pub shared: Rc<ConnShared>,
     /// Requests seen so far on this connection (index of the next one).
     pub requests: Cell<u64>,
     /// The client address, as an `X-Forwarded-For` element.
@@ -37,154 +41,279 @@ struct Outcome {
     retries: u32,
 }
 
+/// One access-log line: what was asked, what the client got.
+pub struct AccessLine {
+    worker: Rc<Worker>,
+    method: Method,
+    uri: Uri,
+    start: Instant,
+    status: u16,
+    upstream: Option<usize>,
+    retries: u32,
+}
+
+impl AccessLine {
+    /// Writes the line; `aborted` is the cause when the client's answer was cut
+    /// after its head (then the status is what the head said, not what the
+    /// client could use).
+    pub fn emit(self, aborted: Option<&str>) {
+        let upstream = self.upstream.map(|i| self.worker.upstreams.name(i));
+        let duration_us = self.start.elapsed().as_micros() as u64;
+        match aborted {
+            None => tracing::info!(
+                target: "access",
+                method = %self.method,
+                path = self.uri.path(),
+                status = self.status,
+                duration_us,
+                upstream,
+                retries = self.retries,
+            ),
+            Some(cause) => tracing::info!(
+                target: "access",
+                method = %self.method,
+                path = self.uri.path(),
+                status = self.status,
+                duration_us,
+                upstream,
+                retries = self.retries,
+                aborted = cause,
+            ),
+        }
+    }
+}
+
 /// The hyper service: never fails; every failure is an answer.
 pub async fn handle(
     w: Rc<Worker>,
     c: Rc<ConnState>,
-    req: Request<Incoming>,
+    req: Request,
 ) -> Result<Response<RespBody>, Infallible> {
     let index = c.requests.get();
     c.requests.set(index + 1);
-    let start = w.cfg.access_log.then(Instant::now);
     let log = w
         .cfg
         .access_log
-        .then(|| (req.method().clone(), req.uri().clone()));
+        .then(|| (req.method().clone(), req.uri().clone(), Instant::now()));
     let mut out = Outcome::default();
-    let resp = match forward(&w, &c, index, req, &mut out).await {
-        Ok(r) => r,
+    let mut resp = match forward(&w, &c, index, req, &mut out).await {
+        Ok(resp) => resp,
         Err(e) => {
             if e.status().is_server_error() {
                 let upstream = out.upstream.map(|i| w.upstreams.name(i));
                 tracing::warn!(error = %e, cause = ?std::error::Error::source(&e), upstream, "proxy error");
             }
+            if e.closes_connection() {
+                c.shared.linger.set(true);
+            }
             e.response()
         }
     };
-    if let (Some((method, uri)), Some(start)) = (log, start) {
-        tracing::info!(
-            target: "access",
-            %method,
-            path = uri.path(),
-            status = resp.status().as_u16(),
-            duration_us = start.elapsed().as_micros() as u64,
-            upstream = out.upstream.map(|i| w.upstreams.name(i)),
-            retries = out.retries,
-        );
+    if let Some((method, uri, start)) = log {
+        let line = AccessLine {
+            worker: w.clone(),
+            method,
+            uri,
+            start,
+            status: resp.status().as_u16(),
+            upstream: out.upstream,
+            retries: out.retries,
+        };
+        // A relayed body writes the line when it ends (whole or cut).
+        if let Some(line) = resp.body_mut().log_at_end(line) {
+            line.emit(None);
+        }
     }
     Ok(resp)
+}
+
+type Request = http::Request<Incoming>;
+
+/// The request as it will be sent, and what the retry rule needs to know of it.
+struct Admitted {
+    parts: http::request::Parts,
+    body: ProxyBody,
+    keyed: bool,
+}
+
+/// Checks a request (framing verdict of the scanner, limits, method, target,
+/// `Host`, codings), rewrites its head for the upstream and prepares its body.
+async fn admit(
+    w: &Worker,
+    c: &ConnState,
+    index: u64,
+    req: Request,
+) -> Result<Admitted, ProxyError> {
+    let cfg = &*w.cfg;
+    if let Some(why) = c.shared.scanner.borrow().verdict(index) {
+        return Err(ProxyError::BadRequest(why));
+    }
+    let (mut parts, incoming) = req.into_parts();
+    limits::check_head(&parts, &cfg.limits)?;
+    request::check(&mut parts, &w.default_host)?;
+    let keyed = headers::prepare_request(&mut parts.headers, &c.peer, &w.ids);
+    if let Some(via) = &cfg.via {
+        headers::append_via(&mut parts.headers, via);
+    }
+    parts.version = Version::HTTP_11;
+    let body = body::prepare(incoming, cfg.max_body, cfg.retry_buffer, cfg.body_timeout).await?;
+    // A buffered body has been seen whole by the scanner too: refuse a
+    // chunking it could not follow (hyper's decoder is more lenient).
+    if body.is_replayable() {
+        if let Some(why) = c.shared.scanner.borrow().verdict(index) {
+            return Err(ProxyError::BadRequest(why));
+        }
+    }
+    Ok(Admitted { parts, body, keyed })
 }
 
 async fn forward(
     w: &Rc<Worker>,
     c: &ConnState,
     index: u64,
-    req: Request<Incoming>,
+    req: Request,
     out: &mut Outcome,
 ) -> Result<Response<RespBody>, ProxyError> {
-    let cfg = &*w.cfg;
-    if c.scanner.borrow().flagged() == Some(index) {
-        return Err(ProxyError::BadRequest(
-            "content-length with transfer-encoding",
-        ));
-    }
-    let (mut parts, incoming) = req.into_parts();
-    limits::check_head(&parts, &cfg.limits)?;
-    let keyed = headers::prepare_request(&mut parts.headers, &c.peer, &w.ids);
-    if let Some(via) = &cfg.via {
-        headers::append_via(&mut parts.headers, via);
-    }
-    if !parts.headers.contains_key(HOST) {
-        parts.headers.insert(HOST, w.default_host.clone());
-    }
-    parts.version = Version::HTTP_11;
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        parts.uri = match parts.uri.path_and_query() {
-            Some(pq) => Uri::from(pq.clone()),
-            None => Uri::from_static("/"),
-        };
-    }
-    let mut body =
-        body::prepare(incoming, cfg.max_body, cfg.retry_buffer, cfg.body_timeout).await?;
+    let mut req = admit(w, c, index, req).await?;
     // A buffered body stays whole across attempts (the exchange only reads it).
-    let buffered = body.is_replayable();
-
-    let deadline = Instant::now() + cfg.hold_timeout;
+    let buffered = req.body.is_replayable();
+    let deadline = Instant::now() + w.cfg.hold_timeout;
     let mut backoff = Backoff::new();
     let mut replays = 0u32;
     loop {
-        let i = match w.pool.pick(&w.upstreams, cfg.hold_timeout) {
-            Pick::Healthy(i) | Pick::Probe(i) => i,
-            Pick::AllDown => return Err(ProxyError::Unavailable),
-        };
+        let i = pick_upstream(w)?;
         out.upstream = Some(i);
         let _in_flight = w.pool.begin(i);
-        let left = deadline.saturating_duration_since(Instant::now());
-        let connect_timeout = cfg.connect_timeout.min(left.max(retry::Backoff::FIRST));
-        let (mut conn, reused) = match w.pool.checkout(i, &w.upstreams, connect_timeout).await {
-            Ok(s) => s,
-            Err(e) => {
-                // Nothing was sent: any method may go again, elsewhere, after a pause.
-                w.upstreams.eject(i, &e);
-                w.pool.clear(i);
-                out.retries += 1;
-                match backoff.next_within(Instant::now(), deadline) {
-                    Some(d) => {
-                        tokio::time::sleep(d).await;
-                        continue;
-                    }
-                    None => return Err(ProxyError::Unavailable),
-                }
-            }
+        let (failure, cause) = match connect(w, i, deadline).await {
+            Err(e) => (Failure::Connect, ExchangeError::NotSent(e)),
+            Ok((mut conn, reused)) => match send(w, &mut conn, &mut req).await {
+                Ok(head) => return relay(w, i, conn, head),
+                Err(e) => (classify(&e, reused), e),
+            },
         };
-        match conn.exchange(&parts, &mut body, cfg.upstream_timeout).await {
-            Err(ExchangeError::TimedOut) => return Err(ProxyError::GatewayTimeout),
-            Ok(head) => {
-                let mut headers = head.headers;
-                headers::strip_hop_by_hop(&mut headers);
-                if let Some(via) = &cfg.via {
-                    headers::append_via(&mut headers, via);
-                }
-                let checkin = Checkin {
-                    pool: w.pool.clone(),
-                    upstream: i,
-                };
-                let body = RespBody::upstream(conn, head.framing, head.keep_alive, checkin);
-                // Always answer as HTTP/1.1 (hyper downgrades for 1.0 clients).
-                let mut resp = Response::new(body);
-                *resp.status_mut() = head.status;
-                *resp.headers_mut() = headers;
-                return Ok(resp);
+        let facts = Facts {
+            failure,
+            method: &req.parts.method,
+            keyed: req.keyed,
+            body_buffered: buffered,
+            replays,
+            time_left: Instant::now() < deadline,
+        };
+        let (pause, replay) = fail(w, i, &facts, cause)?;
+        out.retries += 1;
+        replays += u32::from(replay);
+        if pause {
+            match backoff.next_within(Instant::now(), deadline) {
+                Some(d) => tokio::time::sleep(d).await,
+                None => return Err(ProxyError::Unavailable),
             }
-            Err(ExchangeError::NotSent(_)) => {
-                // The connection closed before the request was written.
-                out.retries += 1;
-                if !reused {
-                    match backoff.next_within(Instant::now(), deadline) {
-                        Some(d) => tokio::time::sleep(d).await,
-                        None => return Err(ProxyError::Unavailable),
-                    }
-                }
+        }
+    }
+}
+
+/// Step 1: least-outstanding pick among admitted upstreams (or a probe).
+fn pick_upstream(w: &Worker) -> Result<usize, ProxyError> {
+    match w.pool.pick(&w.upstreams, w.cfg.hold_timeout) {
+        Pick::Healthy(i) | Pick::Probe(i) => Ok(i),
+        Pick::AllDown => Err(ProxyError::Unavailable),
+    }
+}
+
+/// Step 2: a pooled connection or a new one, within the connect timeout (cut
+/// to what is left of the hold, but never below the first backoff step).
+async fn connect(w: &Worker, i: usize, deadline: Instant) -> std::io::Result<(UpConn, bool)> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let timeout = w.cfg.connect_timeout.min(left.max(Backoff::FIRST));
+    w.pool.checkout(i, &w.upstreams, timeout).await
+}
+
+/// Step 3: write the request, read the response head.
+async fn send(
+    w: &Worker,
+    conn: &mut UpConn,
+    req: &mut Admitted,
+) -> Result<ResponseHead, ExchangeError> {
+    conn.exchange(&req.parts, &mut req.body, w.cfg.upstream_timeout)
+        .await
+}
+
+/// Step 4: the response for the client; its body is relayed as it arrives.
+/// Framing errors in what arrived with the head are a `502` (nothing was sent
+/// to the client yet).
+fn relay(
+    w: &Rc<Worker>,
+    i: usize,
+    conn: UpConn,
+    head: ResponseHead,
+) -> Result<Response<RespBody>, ProxyError> {
+    let mut headers = head.headers;
+    headers::strip_hop_by_hop(&mut headers);
+    if let Some(via) = &w.cfg.via {
+        headers::append_via(&mut headers, via);
+    }
+    let checkin = Checkin {
+        worker: w.clone(),
+        upstream: i,
+    };
+    let body = RespBody::upstream(
+        conn,
+        head.framing,
+        head.keep_alive,
+        checkin,
+        w.cfg.upstream_timeout,
+    )
+    .map_err(|e| ProxyError::BadGateway(ExchangeError::Malformed(e.0)))?;
+    // Always answer as HTTP/1.1 (hyper downgrades for 1.0 clients).
+    let mut resp = Response::new(body);
+    *resp.status_mut() = head.status;
+    *resp.headers_mut() = headers;
+    Ok(resp)
+}
+
+/// The retry rule's view of an exchange error.
+fn classify(e: &ExchangeError, reused: bool) -> Failure {
+    match e {
+        ExchangeError::NotSent(_) => Failure::NotSent { reused },
+        ExchangeError::Io(_) => Failure::AfterSend,
+        ExchangeError::TimedOut => Failure::TimedOut,
+        ExchangeError::Malformed(_) => Failure::Malformed,
+        ExchangeError::Body(_) => Failure::ClientBody,
+    }
+}
+
+/// Step 5: after a failed attempt: what the failure says about the upstream
+/// (a connect failure ejects it; a crash under a sent request clears its
+/// idle connections, dead too), then the rule's decision: `(pause, replay)`
+/// to go again, or the error to answer.
+fn fail(
+    w: &Worker,
+    i: usize,
+    facts: &Facts<'_>,
+    cause: ExchangeError,
+) -> Result<(bool, bool), ProxyError> {
+    match (&facts.failure, &cause) {
+        (Failure::Connect, ExchangeError::NotSent(e)) => {
+            w.upstreams.eject(i, e);
+            w.pool.clear(i);
+        }
+        (Failure::AfterSend, _) => w.pool.clear(i),
+        _ => {}
+    }
+    match retry::decide(facts) {
+        Decision::Fail(v) => Err(match v {
+            Verdict::Unavailable => ProxyError::Unavailable,
+            Verdict::GatewayTimeout => ProxyError::GatewayTimeout,
+            Verdict::BadGateway => ProxyError::BadGateway(cause),
+            Verdict::ClientError => match cause {
+                ExchangeError::Body(b) => b.to_proxy_error(),
+                other => ProxyError::BadGateway(other),
+            },
+        }),
+        Decision::Retry { pause, replay } => {
+            if replay {
+                tracing::debug!(cause = %cause, upstream = w.upstreams.name(i), "replaying keyed idempotent request");
             }
-            Err(ExchangeError::Body(b)) => return Err(b.to_proxy_error()),
-            // The upstream is alive and answered nonsense: sending it again
-            // would get the same answer.
-            Err(err @ ExchangeError::Malformed(_)) => return Err(ProxyError::BadGateway(err)),
-            Err(err) => {
-                // The upstream died under a sent request (a crash): its other
-                // idle connections are dead too, so the replay must not be
-                // spent on one of them.
-                w.pool.clear(i);
-                if retry::may_replay(&parts.method, keyed, buffered, replays)
-                    && Instant::now() < deadline
-                {
-                    tracing::debug!(cause = %err, upstream = w.upstreams.name(i), "replaying keyed idempotent request");
-                    replays += 1;
-                    out.retries += 1;
-                } else {
-                    return Err(ProxyError::BadGateway(err));
-                }
-            }
+            Ok((pause, replay))
         }
     }
 }

@@ -118,6 +118,8 @@ impl Framing {
                         };
                         if line.is_empty() {
                             *self = Framing::Done;
+                        } else if !valid_trailer(&line) {
+                            return Err(FramingError("malformed trailer field"));
                         } else {
                             *seen += line.len() + 2;
                             if *seen > MAX_TRAILERS {
@@ -141,7 +143,11 @@ fn take_data(buf: &mut BytesMut, left: &mut u64) -> Step {
     Step::Data(buf.split_to(n).freeze())
 }
 
-/// One CRLF-terminated line without its CRLF, or `None` if incomplete.
+/// One CRLF-terminated line without its CRLF, or `None` if incomplete. A bare
+/// LF is an error: the chunked grammar (RFC 9112 §7.1) requires CRLF, and the
+/// leniency of §2.2 (a recipient MAY accept LF) covers only the start-line and
+/// header fields. Peers that differ on this are a smuggling vector, so the
+/// strict reading is the safe one.
 fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, FramingError> {
     match buf.iter().position(|&b| b == b'\n') {
         Some(i) => {
@@ -157,16 +163,92 @@ fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, FramingError> {
     }
 }
 
-/// The size of a chunk-size line (`1a;ext=1`): hex digits, then optional
-/// whitespace and extensions, which are ignored.
-fn chunk_size(line: &[u8]) -> Result<u64, FramingError> {
+/// The size of a chunk-size line (`1a;ext=1`, without its CRLF): hex digits,
+/// then optional extensions, which are checked and ignored (RFC 9112 §7.1,
+/// §7.1.1). Strict where peers disagree (each a known smuggling vector): no
+/// sign, no `0x`, no leading whitespace, whitespace after the size only
+/// before a `;` (BWS), extensions that follow the grammar (`;name` or
+/// `;name=token` or `;name="quoted"`, so no bare `;` and no control byte: a
+/// bare CR there is how some parsers were made to end the line early).
+/// Shared by the response decoder and the request-smuggling scanner.
+pub fn chunk_size(line: &[u8]) -> Result<u64, FramingError> {
     let (size, digits) =
         leading_hex(line).ok_or(FramingError("chunk size is not hex or too large"))?;
-    let rest = line[digits..].trim_ascii_start();
-    if !(rest.is_empty() || rest[0] == b';') {
-        return Err(FramingError("junk after chunk size"));
+    let rest = &line[digits..];
+    if !rest.is_empty() && !valid_extensions(rest) {
+        return Err(FramingError("malformed chunk extension"));
     }
     Ok(size)
+}
+
+/// `*( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )`, ext-name a token,
+/// ext-val a token or a quoted-string (RFC 9112 §7.1.1, RFC 9110 §5.6).
+fn valid_extensions(mut b: &[u8]) -> bool {
+    let bws = |b: &[u8]| -> usize { b.iter().take_while(|&&c| c == b' ' || c == b'\t').count() };
+    let token = |b: &[u8]| -> usize { b.iter().take_while(|&&c| is_tchar(c)).count() };
+    while !b.is_empty() {
+        b = &b[bws(b)..];
+        let [b';', rest @ ..] = b else {
+            return false;
+        };
+        b = &rest[bws(rest)..];
+        let name = token(b);
+        if name == 0 {
+            return false;
+        }
+        b = &b[name..];
+        let after = bws(b);
+        if b.get(after) != Some(&b'=') {
+            b = &b[after..];
+            continue;
+        }
+        b = &b[after + 1..];
+        b = &b[bws(b)..];
+        let value = if b.first() == Some(&b'"') {
+            quoted_string(b)
+        } else {
+            Some(token(b)).filter(|&n| n > 0)
+        };
+        match value {
+            Some(n) => b = &b[n..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Length of the quoted-string `b` starts with (RFC 9110 §5.6.4).
+fn quoted_string(b: &[u8]) -> Option<usize> {
+    let text = |c: u8| c == b'\t' || c == b' ' || (0x21..=0x7e).contains(&c) || c >= 0x80;
+    let mut i = 1;
+    while i < b.len() {
+        match b[i] {
+            b'"' => return Some(i + 1),
+            b'\\' if b.get(i + 1).is_some_and(|&c| text(c)) => i += 2,
+            c if text(c) && c != b'\\' => i += 1,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// A trailer field line: `name: value`, the name a token, no control
+/// character but HTAB (RFC 9112 §7.1.2, RFC 9110 §5.1, §5.5).
+fn valid_trailer(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|&c| c == b':') else {
+        return false;
+    };
+    let name = &line[..colon];
+    !name.is_empty()
+        && name.iter().all(|&c| is_tchar(c))
+        && !line[colon + 1..]
+            .iter()
+            .any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f)
+}
+
+/// `tchar` of RFC 9110 §5.6.2.
+pub fn is_tchar(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
 }
 
 /// The hex number `b` starts with, and how many digits it has; `None` without
@@ -249,12 +331,26 @@ mod tests {
 
     #[test]
     fn chunked_errors() {
-        let bad: [&[u8]; 5] = [
+        let bad: [&[u8]; 19] = [
+            b"5;\r\n",
+            b"5;bad[=x\r\n",
+            b"5;a=\r\n",
+            b"5;a=\"open\r\n",
+            b"5;a b\r\n",
             b"zz\r\n",
             b"5\r\nhelloXX",
             b"5\n",
             b"1234567890abcdef0\r\n",
             b"5 junk\r\n",
+            b"0x5\r\n",
+            b" 5\r\n",
+            b"5 \r\n",
+            b"+5\r\n",
+            b"5;a\rb\r\n",
+            b"5\x0b;a\r\n",
+            b"0\r\nno colon\r\n\r\n",
+            b"0\r\nbad name: 1\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
         ];
         for input in bad {
             assert!(
@@ -265,6 +361,43 @@ mod tests {
         }
         let long = vec![b'1'; MAX_LINE + 1];
         assert!(decode(Framing::Chunked(Chunk::Size), &long, 10_000).is_err());
+    }
+
+    #[test]
+    fn extension_grammar() {
+        for ok in [
+            &b";a"[..],
+            b";a=b",
+            b" ; a = b",
+            b";a=\"x;y\"",
+            b";a;b",
+            b";a=\"\\\"\"",
+        ] {
+            assert!(valid_extensions(ok), "{}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &b";"[..],
+            b";=b",
+            b";a=",
+            b";a=\"x",
+            b";a b",
+            b"a",
+            b";a=b c",
+            b";a=\"\x01\"",
+        ] {
+            assert!(!valid_extensions(bad), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn chunk_extensions_with_bws_are_accepted() {
+        for input in [
+            &b"5 ;a=b\r\nhello\r\n0\r\n\r\n"[..],
+            b"5\t; a=\"q\"\r\nhello\r\n0\r\n\r\n",
+        ] {
+            let (body, _) = decode(Framing::Chunked(Chunk::Size), input, 3).unwrap();
+            assert_eq!(body, b"hello");
+        }
     }
 
     #[test]

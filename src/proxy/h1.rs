@@ -153,11 +153,12 @@ impl UpConn {
         };
         // The first write decides whether anything was sent: the kernel takes
         // all of a small head or fails without sending any of it.
-        let first = self.stream.write(&head).await;
+        let first = tokio::time::timeout(patience, self.stream.write(&head)).await;
         let written = match first {
-            Ok(0) => Err(ExchangeError::NotSent(io::ErrorKind::WriteZero.into())),
-            Ok(n) => Ok(n),
-            Err(e) => Err(ExchangeError::NotSent(e)),
+            Err(_) => Err(ExchangeError::TimedOut),
+            Ok(Ok(0)) => Err(ExchangeError::NotSent(io::ErrorKind::WriteZero.into())),
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(ExchangeError::NotSent(e)),
         };
         let result = match written {
             Ok(n) => self.send_all(&head[n..], patience).await,
@@ -276,7 +277,8 @@ impl UpConn {
                 headers.append(name, value);
             }
             let _ = self.buf.split_to(len);
-            let (framing, reusable) = response_framing(status, head_request, &mut headers)?;
+            let (framing, reusable) =
+                response_framing(status, version, head_request, &mut headers)?;
             let keep_alive = reusable && keeps_alive(version, &headers);
             return Ok(Some(ResponseHead {
                 status,
@@ -353,30 +355,61 @@ fn push_length(out: &mut Vec<u8>, n: u64) {
 
 /// How the body of a response is delimited (RFC 9112 §6.3), and whether the
 /// connection can carry another request afterwards as far as framing goes.
-/// Removes a `Content-Length` that `Transfer-Encoding` overrides.
+///
+/// - `Transfer-Encoding`: only `chunked` alone is accepted (another coding
+///   would reach the client undecoded once the hop-by-hop field is removed;
+///   nginx answers 502 too), and not on HTTP/1.0 (§6.1: faulty framing).
+///   With a `Content-Length` as well, the length is dropped toward the client
+///   and the connection is closed after the response (§6.3 ¶3).
+/// - `Content-Length`: one value; a list or repeated lines of the same value
+///   (`5, 5`) are collapsed to one (RFC 9110 §8.6), differing ones are refused.
 fn response_framing(
     status: StatusCode,
+    version: Version,
     head_request: bool,
     headers: &mut HeaderMap,
 ) -> Result<(Framing, bool), ExchangeError> {
-    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok((Framing::Done, true));
-    }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        headers.remove(CONTENT_LENGTH);
-        let last = headers
+    let bodiless =
+        head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    if headers.contains_key(TRANSFER_ENCODING) && !bodiless {
+        if version == Version::HTTP_10 {
+            return Err(ExchangeError::Malformed(
+                "transfer-encoding in an HTTP/1.0 response",
+            ));
+        }
+        let mut codings = headers
             .get_all(TRANSFER_ENCODING)
             .iter()
             .flat_map(|v| v.as_bytes().split(|&b| b == b','))
             .map(|t| t.trim_ascii())
-            .rfind(|t| !t.is_empty());
-        return Ok(match last {
-            Some(t) if t.eq_ignore_ascii_case(b"chunked") => (Framing::Chunked(Chunk::Size), true),
-            // Another final coding: the body ends when the connection does.
-            _ => (Framing::UntilClose, false),
-        });
+            .filter(|t| !t.is_empty());
+        let only_chunked = codings
+            .next()
+            .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"))
+            && codings.next().is_none();
+        if !only_chunked {
+            return Err(ExchangeError::Malformed("unsupported transfer-encoding"));
+        }
+        let had_length = headers.remove(CONTENT_LENGTH).is_some();
+        return Ok((Framing::Chunked(Chunk::Size), !had_length));
     }
+    // Checked and collapsed even without a body: the client reads the length
+    // of a HEAD answer as the length of the GET one.
+    let length = content_length(headers)?;
+    if bodiless {
+        return Ok((Framing::Done, true));
+    }
+    Ok(match length {
+        Some(n) => (Framing::Length(n), true),
+        None => (Framing::UntilClose, false),
+    })
+}
+
+/// The one `Content-Length` value (lines and list elements must agree); a
+/// list or repeated lines are collapsed to a single value in `headers`.
+fn content_length(headers: &mut HeaderMap) -> Result<Option<u64>, ExchangeError> {
     let mut length: Option<u64> = None;
+    let mut listed = false;
     for v in headers.get_all(CONTENT_LENGTH) {
         for part in v.as_bytes().split(|&b| b == b',') {
             let n = parse_decimal(part.trim_ascii())
@@ -386,13 +419,14 @@ fn response_framing(
                     "conflicting content-length values",
                 ));
             }
+            listed |= length.is_some();
             length = Some(n);
         }
     }
-    Ok(match length {
-        Some(n) => (Framing::Length(n), true),
-        None => (Framing::UntilClose, false),
-    })
+    if let (true, Some(n)) = (listed, length) {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    Ok(length)
 }
 
 /// HTTP/1.1 keeps the connection unless `Connection: close`; 1.0 only with
@@ -428,7 +462,12 @@ mod tests {
                 HeaderValue::from_str(v).unwrap(),
             );
         }
-        response_framing(StatusCode::from_u16(status).unwrap(), head, &mut h)
+        response_framing(
+            StatusCode::from_u16(status).unwrap(),
+            Version::HTTP_11,
+            head,
+            &mut h,
+        )
     }
 
     #[test]
@@ -451,21 +490,32 @@ mod tests {
             f(304, false, &[("content-length", "5")]),
             Some(Framing::Done)
         );
+        // CL + TE: chunked wins, the length goes, the connection is not reused.
         assert_eq!(
-            f(
+            framing_of(
                 200,
                 false,
-                &[
-                    ("transfer-encoding", "gzip, chunked"),
-                    ("content-length", "4")
-                ]
-            ),
-            Some(Framing::Chunked(Chunk::Size))
+                &[("transfer-encoding", "chunked"), ("content-length", "4")]
+            )
+            .ok(),
+            Some((Framing::Chunked(Chunk::Size), false))
         );
         assert_eq!(
-            f(200, false, &[("transfer-encoding", "gzip")]),
-            Some(Framing::UntilClose)
+            framing_of(200, false, &[("transfer-encoding", "chunked")]).ok(),
+            Some((Framing::Chunked(Chunk::Size), true))
         );
+        for te in [
+            "gzip, chunked",
+            "chunked, chunked",
+            "gzip",
+            "identity",
+            "chunked, gzip",
+        ] {
+            assert!(
+                framing_of(200, false, &[("transfer-encoding", te)]).is_err(),
+                "{te}"
+            );
+        }
         assert_eq!(f(200, false, &[]), Some(Framing::UntilClose));
         assert!(framing_of(
             200,

@@ -27,8 +27,29 @@ fn is_other_hop_by_hop(name: &HeaderName) -> bool {
         || name.as_str().starts_with("proxy-")
 }
 
+/// End-to-end fields a `Connection` token can never remove: the target and
+/// framing of the message (a client naming `Host` or `Content-Length` would
+/// change what the upstream routes or how it frames), the representation
+/// metadata, and the fields this proxy vouches for (`X-Forwarded-*` chains
+/// of earlier hops, the idempotency key). Framing fields are re-derived by the
+/// proxy anyway; removing `Transfer-Encoding` as a hop-by-hop field is the
+/// proxy's own doing, not the token's.
+fn is_protected(name: &HeaderName) -> bool {
+    use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
+    *name == HOST
+        || *name == CONTENT_LENGTH
+        || *name == TRANSFER_ENCODING
+        || *name == CONTENT_TYPE
+        || *name == CONTENT_ENCODING
+        || *name == CONTENT_RANGE
+        || *name == X_FORWARDED_FOR
+        || *name == X_FORWARDED_HOST
+        || *name == X_FORWARDED_PROTO
+        || *name == X_REQUEST_ID
+}
+
 /// Removes hop-by-hop headers: the fixed list, every `Proxy-*`, and whatever
-/// `Connection` names. One pass over the names when there are none; a lone
+/// `Connection` names except the [protected](is_protected) fields. One pass over the names when there are none; a lone
 /// `Connection: keep-alive` / `close` (every keep-alive upstream sends one) is
 /// removed without allocating.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
@@ -50,7 +71,9 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
                     continue; // options, or a header removed below anyway
                 }
                 if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                    named.push(name);
+                    if !is_protected(&name) {
+                        named.push(name);
+                    }
                 }
             }
         }
@@ -119,9 +142,28 @@ pub fn peer_value(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_bytes(&buf[..n]).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
+/// Drops request fields whose name has an underscore, as nginx does by
+/// default (`underscores_in_headers off`): CGI-style back ends map `-` and
+/// `_` to the same variable, so `Transfer_Encoding` or `X_Forwarded_For`
+/// could stand in for the real field behind the proxy's back.
+fn drop_underscored(h: &mut HeaderMap) {
+    if !h.keys().any(|n| n.as_str().contains('_')) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = h
+        .keys()
+        .filter(|n| n.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for name in doomed {
+        h.remove(name);
+    }
+}
+
 /// Rewrites a request's headers for the upstream. Returns whether the request
 /// carries an idempotency key (always true: one is set when absent).
 pub fn prepare_request(h: &mut HeaderMap, peer: &HeaderValue, ids: &RequestIds) -> bool {
+    drop_underscored(h);
     strip_hop_by_hop(h);
     // Room for the (up to) four headers added below: one growth, not several.
     h.reserve(4);
@@ -220,6 +262,27 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn connection_tokens_never_remove_essentials() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_static("Host, Content-Length, content-type, X-Forwarded-For, x-a"),
+        );
+        for n in [
+            "host",
+            "content-length",
+            "content-type",
+            "x-forwarded-for",
+            "x-a",
+        ] {
+            h.insert(HeaderName::from_static(n), HeaderValue::from_static("1"));
+        }
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 4, "{h:?}");
+        assert!(!h.contains_key("x-a"));
     }
 
     #[test]

@@ -4,13 +4,18 @@
 //! - [`server`]: runtime model (one current-thread runtime per core, all sharing
 //!   the listener), accept loop, per-connection hyper server, graceful drain;
 //!   [`spread`]: keeping client connections even across those threads.
-//! - [`forward`]: one request's path: limits, header rewriting, body buffering,
-//!   the hold/retry loop, the access-log line.
-//! - [`retry`]: *the retry rule* (what may be sent again) and the backoff.
+//! - [`forward`]: one request's path as named steps (admit, pick upstream,
+//!   connect, send, relay, fail), the access-log line.
+//! - [`request`]: what a request must be to be forwarded (method, target
+//!   form, `Host`, transfer codings).
+//! - [`retry`]: *the retry rule* (`retry::decide`: facts of a failed attempt →
+//!   retry or answer) and the backoff.
+//! - [`clientio`]: the client socket as hyper sees it (scanner feed, send
+//!   timeout, lingering close).
 //! - [`upstream`]: upstream set (passive ejection, active re-admission) and the
 //!   per-thread connection pool with least-outstanding balancing.
 //! - [`error`]: classified failures → status code and a short plain body.
-//! - [`limits`]: request-head limits and the request-smuggling scanner.
+//! - [`limits`]: request-head limits; [`smuggle`]: the request-smuggling scanner.
 //! - [`headers`]: hop-by-hop stripping, `X-Forwarded-*`, request ids.
 //! - [`h1`]: the upstream side of an exchange: one keep-alive HTTP/1.1
 //!   connection driven by the client's task; [`framing`]: response body framing.
@@ -18,12 +23,14 @@
 //!   response body that returns its upstream connection to the pool.
 
 pub mod body;
+pub mod clientio;
 pub mod error;
 pub mod forward;
 pub mod framing;
 pub mod h1;
 pub mod headers;
 pub mod limits;
+pub mod request;
 pub mod retry;
 pub mod server;
 pub mod smuggle;
@@ -51,6 +58,9 @@ pub struct ProxyArgs {
     /// Longest wait on an upstream, else `504`: for it to take a piece of the
     /// request, and for its response head once the request is sent (a slow
     /// client's upload time does not count; `--body-timeout` bounds that).
+    /// Also the longest pause between two reads of a response body: then the
+    /// client's answer is cut (connection closed) and the upstream connection
+    /// discarded.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Duration,
     /// Time to establish one TCP connection to an upstream.
@@ -60,6 +70,10 @@ pub struct ProxyArgs {
     /// keep-alive connection (hyper arms one timer for both).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
+    /// Longest time a client may take no response bytes while the proxy is
+    /// writing to it, else its connection is closed (nginx's `send_timeout`).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub send_timeout: Duration,
     /// Longest pause between two reads of a request body, else `408`.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub body_timeout: Duration,

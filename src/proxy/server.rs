@@ -12,7 +12,7 @@
 //! stops accepting, asks each connection to finish gracefully (in-flight requests
 //! complete, idle keep-alive connections close) and waits up to `--drain-timeout`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -26,10 +26,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 
+use super::clientio::{self, ClientIo, ConnShared};
 use super::forward::{self, ConnState};
 use super::headers::{self, RequestIds};
 use super::limits::{Limits, HYPER_MAX_HEAD};
-use super::smuggle::{ScanIo, Scanner};
 use super::spread::{Handoff, Spread};
 use super::upstream::{Pool, Upstreams};
 use super::ProxyArgs;
@@ -42,6 +42,7 @@ pub struct Settings {
     pub connect_timeout: Duration,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    pub send_timeout: Duration,
     pub drain_timeout: Duration,
     pub max_body: u64,
     pub retry_buffer: u64,
@@ -60,6 +61,7 @@ impl Settings {
             connect_timeout: a.connect_timeout,
             header_timeout: a.header_timeout,
             body_timeout: a.body_timeout,
+            send_timeout: a.send_timeout,
             drain_timeout: a.drain_timeout,
             max_body: a.max_body,
             retry_buffer: a.retry_buffer.min(a.max_body),
@@ -352,24 +354,45 @@ async fn serve_conn(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let scanner = Rc::new(RefCell::new(Scanner::default()));
+    let shared = Rc::new(ConnShared::default());
     let state = Rc::new(ConnState {
-        scanner: scanner.clone(),
+        shared: shared.clone(),
         requests: Cell::new(0),
         peer: headers::peer_value(peer.ip()),
     });
-    let io = TokioIo::new(ScanIo::new(stream, scanner));
+    let io = TokioIo::new(ClientIo::new(stream, shared.clone(), w.cfg.send_timeout));
     let svc = service_fn(move |req| forward::handle(w.clone(), state.clone(), req));
-    let conn = http.serve_connection(io, svc);
-    tokio::pin!(conn);
-    let res = tokio::select! {
-        res = conn.as_mut() => res,
-        _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    // In a block of its own: the connection (and its I/O, which hands the
+    // socket back) is dropped before the socket is closed below.
+    let res = {
+        let conn = http.serve_connection(io, svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            res = conn.as_mut() => res,
+            _ = shutdown.changed() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
         }
     };
+    // hyper answered a head it could not parse (400, 431...): the rest of
+    // that request may still be arriving, as after our own error answers.
+    let parse_error = res
+        .as_ref()
+        .is_err_and(|e| e.is_parse() || e.is_parse_too_large());
     if let Err(e) = res {
         tracing::debug!(%peer, error = %e, "client connection ended with an error");
+    }
+    if let Some(stream) = shared.take_stream() {
+        if shared.linger.get() || parse_error {
+            let stop = async move {
+                while !*shutdown.borrow_and_update() {
+                    if shutdown.changed().await.is_err() {
+                        break;
+                    }
+                }
+            };
+            clientio::linger(stream, stop).await;
+        }
     }
 }

@@ -11,6 +11,7 @@ use http::header::{HeaderValue, HOST};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
+use super::access_log;
 use super::body::{self, Checkin, RespBody};
 use super::error::ProxyError;
 use super::h1::ExchangeError;
@@ -61,16 +62,15 @@ pub async fn handle(
             e.response()
         }
     };
-    if let (Some((method, uri)), Some(start)) = (log, start) {
-        tracing::info!(
-            target: "access",
-            %method,
-            path = uri.path(),
-            status = resp.status().as_u16(),
-            duration_us = start.elapsed().as_micros() as u64,
-            upstream = out.upstream.map(|i| w.upstreams.name(i)),
-            retries = out.retries,
-        );
+    if let (Some(access), Some((method, uri)), Some(start)) = (&w.access_log, log, start) {
+        access.record(&access_log::Entry {
+            method: &method,
+            path: uri.path(),
+            status: resp.status().as_u16(),
+            duration: start.elapsed(),
+            upstream: out.upstream.map(|i| w.upstreams.name(i)),
+            retries: out.retries,
+        });
     }
     Ok(resp)
 }

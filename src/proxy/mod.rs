@@ -5,7 +5,8 @@
 //!   the listener), accept loop, per-connection hyper server, graceful drain;
 //!   [`spread`]: keeping client connections even across those threads.
 //! - [`forward`]: one request's path: limits, header rewriting, body buffering,
-//!   the hold/retry loop, the access-log line.
+//!   the hold/retry loop, the access-log entry;
+//!   [`access_log`]: per-worker buffered access log and its writer thread.
 //! - [`retry`]: *the retry rule* (what may be sent again) and the backoff.
 //! - [`upstream`]: upstream set (passive ejection, active re-admission) and the
 //!   per-thread connection pool with least-outstanding balancing.
@@ -17,6 +18,7 @@
 //! - [`body`]: request bodies (empty, buffered for replay, streamed) and the
 //!   response body that returns its upstream connection to the pool.
 
+pub mod access_log;
 pub mod body;
 pub mod error;
 pub mod forward;

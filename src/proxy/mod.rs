@@ -23,6 +23,8 @@ pub mod body;
 pub mod error;
 pub mod forward;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod h1;
 pub mod headers;
 pub mod limits;

@@ -31,7 +31,8 @@
 //! - human: `␠INFO method=GET path="/a" status=200 duration_us=412 upstream="127.0.0.1:8000" retries=0`
 //! - json: `{"timestamp":"2026-11-30T00:20:44.123456Z","level":"INFO","method":"GET","path":"/a","status":200,"duration_us":412,"upstream":"127.0.0.1:8000","retries":0}`
 //!
-//! `upstream` is left out when no upstream was picked. The access log is not
+//! `upstream` is left out when no upstream was picked; `aborted="cause"` is
+//! added (last) when the client's answer was cut after its head. The access log is not
 //! filtered by `RUST_LOG`; `--no-access-log` turns it off.
 
 use std::cell::{Cell, RefCell};
@@ -66,6 +67,8 @@ pub struct Entry<'a> {
     pub upstream: Option<&'a str>,
     /// Attempts beyond the first.
     pub retries: u32,
+    /// Why the client's answer was cut after its head, if it was.
+    pub aborted: Option<&'a str>,
 }
 
 /// A filled buffer and how many lines it holds (to count them if dropped).
@@ -288,6 +291,11 @@ fn human_line(buf: &mut Vec<u8>, e: &Entry<'_>) {
     }
     buf.extend_from_slice(b" retries=");
     buf.extend_from_slice(num.format(e.retries).as_bytes());
+    if let Some(cause) = e.aborted {
+        buf.extend_from_slice(b" aborted=\"");
+        escape_into(buf, cause);
+        buf.push(b'"');
+    }
     buf.push(b'\n');
 }
 
@@ -311,6 +319,11 @@ fn json_line(buf: &mut Vec<u8>, clock: &mut Clock, now: SystemTime, e: &Entry<'_
     }
     buf.extend_from_slice(b",\"retries\":");
     buf.extend_from_slice(num.format(e.retries).as_bytes());
+    if let Some(cause) = e.aborted {
+        buf.extend_from_slice(b",\"aborted\":\"");
+        escape_into(buf, cause);
+        buf.push(b'"');
+    }
     buf.extend_from_slice(b"}\n");
 }
 
@@ -388,6 +401,7 @@ mod tests {
             duration: Duration::from_micros(1234),
             upstream,
             retries: 2,
+            aborted: None,
         }
     }
 
@@ -408,6 +422,15 @@ mod tests {
             String::from_utf8(buf).unwrap(),
             " INFO method=GET path=\"/\" status=502 duration_us=1234 retries=2\n"
         );
+        let mut buf = Vec::new();
+        let cut = Entry {
+            aborted: Some("upstream closed inside the body"),
+            ..entry(&Method::GET, "/", None)
+        };
+        human_line(&mut buf, &cut);
+        assert!(String::from_utf8(buf)
+            .unwrap()
+            .ends_with(" retries=2 aborted=\"upstream closed inside the body\"\n"));
     }
 
     #[test]
@@ -440,6 +463,15 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
         assert!(v.get("upstream").is_none());
+        assert!(v.get("aborted").is_none());
+        let mut buf = Vec::new();
+        let cut = Entry {
+            aborted: Some("cut"),
+            ..entry(&Method::GET, "/", None)
+        };
+        json_line(&mut buf, &mut Clock::default(), at, &cut);
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["aborted"], "cut");
     }
 
     #[test]

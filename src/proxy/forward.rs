@@ -70,6 +70,7 @@ pub async fn handle(
             duration: start.elapsed(),
             upstream: out.upstream.map(|i| w.upstreams.name(i)),
             retries: out.retries,
+            aborted: None,
         });
     }
     Ok(resp)

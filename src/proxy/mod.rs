@@ -99,7 +99,8 @@ pub struct ProxyArgs {
 /// Entry point: take inherited sockets first (before any thread exists), then run.
 pub fn main(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let mut inherited = crate::listenfd::take();
-    crate::logging::init(args.log_format);
+    // Never blocking: a stalled stdout must not freeze an event loop.
+    let _log = crate::logging::init_non_blocking(args.log_format);
     let listener = crate::listenfd::listener_for(&mut inherited, &args.listen)
         .with_context(|| format!("listen on {}", args.listen))?;
     server::run(listener, args)?;

@@ -183,28 +183,70 @@ impl Drop for Stalled {
     }
 }
 
-#[test]
-fn a_stalled_stdout_never_stalls_the_proxy() {
-    let up = Upstream::start();
+/// Starts the proxy on a free port with stdout and stderr on a one-page pipe
+/// that nobody reads until [`Stalled::drain`].
+fn start_stalled(upstream: &str, extra: &[&str]) -> (Stalled, String) {
     let addr = format!("127.0.0.1:{}", free_port());
     let (reader, writer) = std::io::pipe().expect("pipe");
     // The smallest pipe (one page), so that it fills after a few lines.
     // SAFETY: fcntl on a descriptor we own; F_SETPIPE_SZ takes an int.
     unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
     let child = Command::new(BIN)
-        .args(["proxy", "--listen", &addr, "--upstream", &up.addr()])
+        .args(["proxy", "--listen", &addr, "--upstream", upstream])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(writer.try_clone().expect("dup pipe"))
         .stderr(writer)
         .spawn()
         .expect("spawn proxy");
-    let mut proxy = Stalled {
+    let proxy = Stalled {
         child,
         reader: Some(reader),
     };
     wait_for("the proxy to listen", Duration::from_secs(20), || {
         TcpStream::connect(&addr).ok()
     });
+    (proxy, addr)
+}
+
+impl Stalled {
+    /// Starts reading the pipe, sends SIGTERM, waits for exit 0 and returns
+    /// everything the proxy wrote.
+    fn drain_and_stop(&mut self) -> String {
+        let mut reader = self.reader.take().expect("reader");
+        let drained = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = reader.read_to_end(&mut all);
+            String::from_utf8_lossy(&all).into_owned()
+        });
+        // SAFETY: kill(2) on the child we spawned.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = wait_for("the proxy to exit", Duration::from_secs(10), || {
+            self.child.try_wait().ok().flatten()
+        });
+        assert_eq!(status.code(), Some(0));
+        drained.join().expect("pipe reader")
+    }
+}
+
+/// Lines dropped, as the proxy's `dropped=N` reports add up.
+fn dropped_count(output: &str) -> usize {
+    output
+        .lines()
+        .filter(|l| l.contains("lines dropped"))
+        .map(|l| {
+            l.rsplit("dropped=")
+                .next()
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .unwrap_or_else(|| panic!("no count in {l:?}"))
+        })
+        .sum()
+}
+
+#[test]
+fn a_stalled_stdout_never_stalls_the_proxy() {
+    let up = Upstream::start();
+    let (mut proxy, addr) = start_stalled(&up.addr(), &[]);
     // Long paths (2 KiB) fill the pipe, the writer's queue (8 × 64 KiB) and the
     // workers' buffers within a few hundred requests; each must still be
     // answered at once.
@@ -219,31 +261,32 @@ fn a_stalled_stdout_never_stalls_the_proxy() {
     for c in clients {
         c.join().expect("requests answered while stdout is stalled");
     }
-    // Now read: the lines that were kept, then a count of those dropped.
-    let mut reader = proxy.reader.take().expect("reader");
-    let drained = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let _ = reader.read_to_end(&mut all);
-        String::from_utf8_lossy(&all).into_owned()
-    });
-    // SAFETY: kill(2) on the child we spawned.
-    unsafe { libc::kill(proxy.child.id() as i32, libc::SIGTERM) };
-    let status = wait_for("the proxy to exit", Duration::from_secs(10), || {
-        proxy.child.try_wait().ok().flatten()
-    });
-    assert_eq!(status.code(), Some(0));
-    let output = drained.join().expect("pipe reader");
+    let output = proxy.drain_and_stop();
     let kept = access_lines(&output, "/s/").len();
-    let dropped: usize = output
-        .lines()
-        .filter(|l| l.contains("access log lines dropped"))
-        .map(|l| {
-            l.rsplit("dropped=")
-                .next()
-                .and_then(|n| n.trim().parse::<usize>().ok())
-                .unwrap_or_else(|| panic!("no count in {l:?}"))
-        })
-        .sum();
+    let dropped = dropped_count(&output);
     assert!(dropped > 0, "lines were dropped, and said so:\n{output}");
     assert_eq!(kept + dropped, sent, "every line is written or counted");
+}
+
+/// The proxy's other lines (a warning per failed request here) go the same
+/// non-blocking way as the access log.
+#[test]
+fn a_stalled_stdout_never_stalls_error_answers() {
+    // Nothing listens on the upstream port: every request is a 503 and a warning.
+    let closed = format!("127.0.0.1:{}", free_port());
+    let (mut proxy, addr) = start_stalled(&closed, &["--hold-timeout", "1ms"]);
+    let sent = 400;
+    let mut s = TcpStream::connect(&addr).expect("connect to proxy");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for i in 0..sent {
+        let req = format!("GET /e/{i} HTTP/1.1\r\nHost: test\r\n\r\n");
+        s.write_all(req.as_bytes()).expect("send request");
+        let r =
+            read_response(&mut s).unwrap_or_else(|| panic!("no answer within 5 s to request {i}"));
+        assert_eq!(r.status, 503, "request {i}");
+    }
+    drop(s);
+    let output = proxy.drain_and_stop();
+    let warnings = output.lines().filter(|l| l.contains("proxy error")).count();
+    assert!(warnings > 0, "{output}");
 }

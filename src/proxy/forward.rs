@@ -14,6 +14,7 @@ use http::header::HeaderValue;
 use http::{Method, Response, Uri, Version};
 use hyper::body::Incoming;
 
+use super::access_log;
 use super::body::{self, Checkin, ProxyBody, RespBody};
 use super::clientio::ConnShared;
 use super::error::ProxyError;
@@ -57,29 +58,18 @@ impl AccessLine {
     /// after its head (then the status is what the head said, not what the
     /// client could use).
     pub fn emit(self, aborted: Option<&str>) {
-        let upstream = self.upstream.map(|i| self.worker.upstreams.name(i));
-        let duration_us = self.start.elapsed().as_micros() as u64;
-        match aborted {
-            None => tracing::info!(
-                target: "access",
-                method = %self.method,
-                path = self.uri.path(),
-                status = self.status,
-                duration_us,
-                upstream,
-                retries = self.retries,
-            ),
-            Some(cause) => tracing::info!(
-                target: "access",
-                method = %self.method,
-                path = self.uri.path(),
-                status = self.status,
-                duration_us,
-                upstream,
-                retries = self.retries,
-                aborted = cause,
-            ),
-        }
+        let Some(access) = &self.worker.access_log else {
+            return;
+        };
+        access.record(&access_log::Entry {
+            method: &self.method,
+            path: self.uri.path(),
+            status: self.status,
+            duration: self.start.elapsed(),
+            upstream: self.upstream.map(|i| self.worker.upstreams.name(i)),
+            retries: self.retries,
+            aborted,
+        });
     }
 }
 

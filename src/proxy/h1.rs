@@ -238,7 +238,10 @@ impl UpConn {
 
     /// A complete final response head from the buffer (interim 1xx ones are
     /// skipped), or `None` if more bytes are needed.
-    fn parse_head(&mut self, head_request: bool) -> Result<Option<ResponseHead>, ExchangeError> {
+    pub(super) fn parse_head(
+        &mut self,
+        head_request: bool,
+    ) -> Result<Option<ResponseHead>, ExchangeError> {
         loop {
             let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut resp = httparse::Response::new(&mut fields);

@@ -12,6 +12,7 @@
 //!   retry or answer) and the backoff.
 //! - [`clientio`]: the client socket as hyper sees it (scanner feed, send
 //!   timeout, lingering close).
+//!   [`access_log`]: per-worker buffered access log and its writer thread.
 //! - [`upstream`]: upstream set (passive ejection, active re-admission) and the
 //!   per-thread connection pool with least-outstanding balancing.
 //! - [`error`]: classified failures → status code and a short plain body.
@@ -22,11 +23,14 @@
 //! - [`body`]: request bodies (empty, buffered for replay, streamed) and the
 //!   response body that returns its upstream connection to the pool.
 
+pub mod access_log;
 pub mod body;
 pub mod clientio;
 pub mod error;
 pub mod forward;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod h1;
 pub mod headers;
 pub mod limits;
@@ -109,7 +113,8 @@ pub struct ProxyArgs {
 /// Entry point: take inherited sockets first (before any thread exists), then run.
 pub fn main(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let mut inherited = crate::listenfd::take();
-    crate::logging::init(args.log_format);
+    // Never blocking: a stalled stdout must not freeze an event loop.
+    let _log = crate::logging::init_non_blocking(args.log_format);
     let listener = crate::listenfd::listener_for(&mut inherited, &args.listen)
         .with_context(|| format!("listen on {}", args.listen))?;
     server::run(listener, args)?;

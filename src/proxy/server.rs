@@ -27,6 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::clientio::{self, ClientIo, ConnShared};
+use super::access_log::{AccessLog, Sink, Writer};
 use super::forward::{self, ConnState};
 use super::headers::{self, RequestIds};
 use super::limits::{Limits, HYPER_MAX_HEAD};
@@ -81,6 +82,8 @@ pub struct Worker {
     pub ids: RequestIds,
     /// `Host` sent for clients that gave none (HTTP/1.0).
     pub default_host: HeaderValue,
+    /// This thread's access log (`None` with `--no-access-log`).
+    pub access_log: Option<Rc<AccessLog>>,
 }
 
 /// Runs the proxy on `listener` until SIGTERM/SIGINT and the drain.
@@ -93,12 +96,20 @@ pub fn run(listener: std::net::TcpListener, args: ProxyArgs) -> anyhow::Result<(
     };
     let addr = listener.local_addr().context("listener address")?;
     let (tx, rx) = watch::channel(false);
+    let access = match cfg.access_log {
+        true => Some(Writer::start(args.log_format).context("start the access-log writer")?),
+        false => None,
+    };
     let (spread, mut inboxes) = Spread::new(workers);
     let lead_inbox = inboxes.remove(0);
     let mut threads = Vec::with_capacity(workers);
     for (idx, inbox) in (1..workers).zip(inboxes) {
         let l = listener.try_clone().context("clone listener")?;
-        let (cfg, ups) = (cfg.clone(), upstreams.clone());
+        let (cfg, ups, sink) = (
+            cfg.clone(),
+            upstreams.clone(),
+            access.as_ref().map(Writer::sink),
+        );
         let intake = Intake {
             idx,
             spread: spread.clone(),
@@ -107,7 +118,7 @@ pub fn run(listener: std::net::TcpListener, args: ProxyArgs) -> anyhow::Result<(
         };
         let t = std::thread::Builder::new()
             .name(format!("proxy-{idx}"))
-            .spawn(move || worker(l, cfg, ups, intake, None))
+            .spawn(move || worker(l, cfg, ups, intake, sink, None))
             .context("spawn worker thread")?;
         threads.push(t);
     }
@@ -122,6 +133,7 @@ pub fn run(listener: std::net::TcpListener, args: ProxyArgs) -> anyhow::Result<(
         cfg,
         upstreams.clone(),
         intake,
+        access.as_ref().map(Writer::sink),
         Some((tx, addr, workers)),
     );
     for t in threads {
@@ -131,11 +143,18 @@ pub fn run(listener: std::net::TcpListener, args: ProxyArgs) -> anyhow::Result<(
         }
     }
     lead?;
+    if let Some(access) = access {
+        access.finish(ACCESS_LOG_WAIT);
+    }
     tracing::info!("drained, exiting");
     Ok(())
 }
 
 type Leader = (watch::Sender<bool>, SocketAddr, usize);
+
+/// Longest wait at exit for the access log's last lines to be written (only a
+/// stalled stdout makes it wait at all).
+const ACCESS_LOG_WAIT: Duration = Duration::from_secs(2);
 
 /// Where one worker's connections come from besides its own accepts, and when
 /// to stop taking them.
@@ -151,6 +170,7 @@ fn worker(
     cfg: Arc<Settings>,
     upstreams: Arc<Upstreams>,
     intake: Intake,
+    access_log: Option<Sink>,
     leader: Option<Leader>,
 ) -> anyhow::Result<()> {
     let idx = intake.idx;
@@ -174,7 +194,12 @@ fn worker(
             upstreams,
             ids: RequestIds::new(idx),
             default_host,
+            access_log: access_log.map(|sink| Rc::new(AccessLog::new(sink))),
         });
+        let access_log = w.access_log.clone();
+        if let Some(log) = &access_log {
+            tokio::task::spawn_local(log.clone().flush_loop());
+        }
         if let Some((tx, addr, workers)) = leader {
             let stop = crate::stop::stop_signal().context("SIGTERM/SIGINT handlers")?;
             tokio::task::spawn_local(w.upstreams.clone().check_loop());
@@ -189,6 +214,9 @@ fn worker(
             tracing::info!(%addr, workers, "serving on {addr}");
         }
         accept_loop(w, listener, intake).await;
+        if let Some(log) = access_log {
+            log.finish(ACCESS_LOG_WAIT).await;
+        }
         Ok(())
     })
 }

@@ -6,6 +6,7 @@ mod app_util;
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;
+mod proxy_access_log;
 mod proxy_balance;
 mod proxy_conformance;
 mod proxy_drain;

@@ -153,12 +153,25 @@ impl UpConn {
         };
         // The first write decides whether anything was sent: the kernel takes
         // all of a small head or fails without sending any of it.
-        let first = tokio::time::timeout(patience, self.stream.write(&head)).await;
+        // Tried at once first: the usual case needs no timer (each one costs
+        // a clock read and a timer entry on the hot path); only a write that
+        // has to wait is bounded by `patience`.
+        let first = match self.stream.try_write(&head) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(patience, self.stream.write(&head)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        self.head = head;
+                        return Err(ExchangeError::TimedOut);
+                    }
+                }
+            }
+            other => other,
+        };
         let written = match first {
-            Err(_) => Err(ExchangeError::TimedOut),
-            Ok(Ok(0)) => Err(ExchangeError::NotSent(io::ErrorKind::WriteZero.into())),
-            Ok(Ok(n)) => Ok(n),
-            Ok(Err(e)) => Err(ExchangeError::NotSent(e)),
+            Ok(0) => Err(ExchangeError::NotSent(io::ErrorKind::WriteZero.into())),
+            Ok(n) => Ok(n),
+            Err(e) => Err(ExchangeError::NotSent(e)),
         };
         let result = match written {
             Ok(n) => self.send_all(&head[n..], patience).await,

@@ -6,6 +6,11 @@ mod app_util;
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;
+mod init_exit;
+mod init_signals;
+mod init_stdio;
+mod init_tty;
+mod init_util;
 mod proxy_balance;
 mod proxy_drain;
 mod proxy_errors;

@@ -7,6 +7,8 @@ mod app_util;
 mod common;
 mod harness;
 mod init_exit;
+mod init_reap;
+mod init_sidecars;
 mod init_signals;
 mod init_stdio;
 mod init_tty;

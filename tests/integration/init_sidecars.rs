@@ -1,7 +1,8 @@
 //! `selfheal --config sidecars.toml -- CMD` (issue 12): the config's programs
 //! are sidecars — started first, CMD starts only once every sidecar is ready,
 //! they are stopped after CMD exits, and the exit code is CMD's; a sidecar
-//! that gives up with `on_give_up = "exit"` ends everything with 3; and in `-- CMD` mode
+//! that gives up with `on_give_up = "exit"` ends everything with 3; `main =
+//! true` in a config alone means the same as `-- CMD`; and in `-- CMD` mode
 //! the image's `SELFHEAL_CONFIG` is not read (only an explicit `--config`).
 //! As a plain process and as PID 1.
 //!
@@ -17,6 +18,7 @@ use crate::sup_util::{alive, python, script, wait_file, write_config, SOON};
 both_modes!(
     sidecars_are_ready_before_cmd_and_stopped_after,
     a_sidecar_giving_up_ends_everything_with_3,
+    main_true_in_a_config_alone,
     selfheal_config_env_is_ignored_with_cmd,
 );
 
@@ -148,6 +150,31 @@ health = { exec = ["true"], interval = "50ms", timeout = "2s", failures = 3 }
     let done = init.finish(SOON);
     assert_eq!(done.code, Some(3), "give-up: {}", done.stdout_text());
     assert!(!alive(main_pid), "the main program was stopped too");
+}
+
+/// `main = true` on one program of a config run alone: its code is the exit
+/// code, after the sidecar it depends on was ready; the sidecar is stopped.
+fn main_true_in_a_config_alone(mode: Mode) {
+    let dir = temp_dir();
+    let d = dir.path().to_str().unwrap();
+    sidecar(dir.path());
+    std::fs::write(dir.path().join("ready"), "").unwrap();
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!(
+            "{SIDECAR}\n[programs.job]\ncommand = [\"/bin/sh\", \"-c\", {cmd:?}]\nmain = true\n\
+             depends_on = {{ side = \"healthy\" }}\n",
+            cmd = CMD_CHECKS.replace("@DIR@", d)
+        ),
+    );
+    let done = Init::spawn(mode, &["--config", config.to_str().unwrap()], None).finish(SOON);
+    assert_eq!(done.code, Some(5), "{}", done.stdout_text());
+    let events = std::fs::read_to_string(dir.path().join("side.events")).unwrap_or_default();
+    assert_eq!(
+        events, "term\n",
+        "the sidecar was stopped after the main program"
+    );
 }
 
 /// A config whose program writes `DIR/marker`: with SELFHEAL_CONFIG pointing at

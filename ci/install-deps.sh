@@ -7,7 +7,7 @@ want=${1:-test}
 packages=(redis-server)                       # the stack itself
 case "$want" in
   test) packages+=(python3 python3-venv procps util-linux debootstrap) ;;  # fixtures, lint venv, ps, unshare, image stand-ins
-  bench) packages+=(python3 procps util-linux nginx-light wrk gcc) ;;
+  bench) packages+=(python3 procps util-linux nginx-light wrk gcc tini dumb-init) ;;  # tini, dumb-init: bench/init_vs_tini.sh
   run) ;;
   *) echo "usage: $0 [run|test|bench]" >&2; exit 64 ;;
 esac

@@ -53,6 +53,7 @@ pub struct Program {
     pub forward_signals: Vec<Signal>,
     /// The main program (`main = true`, or `selfheal -- CMD`): its stdio is the
     /// supervisor's, every signal goes to it, and its end ends the stack with its code.
+    /// Its `restart` defaults to `never` (as `-- CMD`, which always runs once).
     pub main: bool,
     pub depends_on: Vec<Dependency>,
     pub health: Option<Health>,

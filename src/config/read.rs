@@ -550,6 +550,11 @@ impl<'s, 'e> Reader<'s, 'e> {
                 self.diags
                     .error(v.span(), &field, "only one program can be the main program");
             }
+            // Like `-- CMD`, the main program runs once and its end ends the
+            // stack with its code; an explicit `restart` still wins.
+            if program.main && f.get("restart").is_none() {
+                program.restart = RestartPolicy::Never;
+            }
         }
         if let Some(v) = f.get("forward_signals") {
             program.forward_signals = self.forward_signals(v, &f.field("forward_signals"));

@@ -319,3 +319,22 @@ command = ["x"]
     let names: Vec<&str> = c.programs.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["b", "d", "a", "c", "e"]);
 }
+
+#[test]
+fn a_main_program_runs_once_unless_its_restart_is_given() {
+    let c = parse_ok(
+        r#"
+[programs.job]
+command = ["job"]
+main = true
+
+[programs.side]
+command = ["side"]
+"#,
+    );
+    assert!(c.programs[0].main);
+    assert_eq!(c.programs[0].restart, RestartPolicy::Never);
+    assert_eq!(c.programs[1].restart, RestartPolicy::OnFailure);
+    let c = parse_ok("[programs.job]\ncommand = [\"job\"]\nmain = true\nrestart = \"always\"\n");
+    assert_eq!(c.programs[0].restart, RestartPolicy::Always);
+}

@@ -26,8 +26,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::clientio::{self, ClientIo, ConnShared};
 use super::access_log::{AccessLog, Sink, Writer};
+use super::clientio::{self, ClientIo, ConnShared};
 use super::forward::{self, ConnState};
 use super::headers::{self, RequestIds};
 use super::limits::{Limits, HYPER_MAX_HEAD};

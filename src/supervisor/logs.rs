@@ -93,7 +93,8 @@ impl Output {
         Output::to(format, names, Destination::Stdout)
     }
 
-    /// Output to `destination`, through its own writer thread.
+    /// Output to `destination`, through its own writer thread (none for
+    /// [`Destination::Nowhere`]).
     pub fn to(format: LogFormat, names: &[&str], destination: Destination) -> Output {
         let width = names
             .iter()
@@ -110,7 +111,7 @@ impl Output {
         let writer = match destination {
             Destination::Stdout => Writer::stdout(Box::new(note)),
             Destination::Stderr => Writer::stderr(Box::new(note)),
-            Destination::Nowhere => Writer::start(0, Box::new(note), |_| {}),
+            Destination::Nowhere => Writer::discard(Box::new(note)),
         };
         Output {
             format,

@@ -15,5 +15,6 @@ mod common;
 mod harness;
 mod healing;
 mod http;
+mod init;
 mod lifecycle;
 mod serving;

@@ -6,6 +6,13 @@ mod app_util;
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;
+mod init_exit;
+mod init_reap;
+mod init_sidecars;
+mod init_signals;
+mod init_stdio;
+mod init_tty;
+mod init_util;
 mod proxy_access_log;
 mod proxy_balance;
 mod proxy_conformance;

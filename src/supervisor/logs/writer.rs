@@ -80,6 +80,23 @@ struct Queue {
 }
 
 impl Shared {
+    /// An empty queue; `closed` from the start for a writer without a thread.
+    fn new(closed: bool) -> Arc<Shared> {
+        Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                lines: VecDeque::new(),
+                bytes: 0,
+                dropped: 0,
+                writing: false,
+                closed,
+                progress: Instant::now(),
+            }),
+            work: Condvar::new(),
+            idle: Condvar::new(),
+            room: tokio::sync::Notify::new(),
+        })
+    }
+
     /// The lock, even if a thread panicked while holding it (the queue is
     /// still consistent: every update is a single push/pop/assignment).
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -98,23 +115,23 @@ impl Writer {
         Writer::start(QUEUE_BYTES, note, write_stderr)
     }
 
+    /// A writer that discards every line, with no thread (`selfheal -- CMD`
+    /// without `-v` prints nothing: a thread would only cost start-up time,
+    /// memory and wake-ups at exit). Pushes are counted as dropped and never
+    /// reported; `flush` returns at once.
+    pub fn discard(note: Note) -> Writer {
+        Writer {
+            shared: Shared::new(true),
+            budget: 0,
+            note,
+        }
+    }
+
     /// Starts a writer thread that hands each batch to `sink`, which may block.
     /// `budget` bounds the queued bytes. If the thread cannot be started, every
     /// line is dropped and counted: the caller is never blocked.
     pub fn start(budget: usize, note: Note, sink: impl FnMut(&[u8]) + Send + 'static) -> Writer {
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue {
-                lines: VecDeque::new(),
-                bytes: 0,
-                dropped: 0,
-                writing: false,
-                closed: false,
-                progress: Instant::now(),
-            }),
-            work: Condvar::new(),
-            idle: Condvar::new(),
-            room: tokio::sync::Notify::new(),
-        });
+        let shared = Shared::new(false);
         let thread_shared = shared.clone();
         let started = std::thread::Builder::new()
             .name("selfheal-stdout".into())
@@ -157,7 +174,8 @@ impl Writer {
                 let mut queue = self.shared.lock();
                 match self.enqueue(&mut queue, line, self.budget) {
                     Ok(()) => return,
-                    Err(back) if queue.progress.elapsed() >= STALL => {
+                    // Closed (no thread): no room will ever come.
+                    Err(back) if queue.closed || queue.progress.elapsed() >= STALL => {
                         drop(back);
                         queue.dropped += 1;
                         return;
@@ -322,6 +340,19 @@ mod tests {
 
     fn note() -> Note {
         Box::new(|n| format!("{n} dropped\n").into_bytes())
+    }
+
+    #[tokio::test]
+    async fn a_discarding_writer_has_no_thread_and_never_waits() {
+        let writer = Writer::discard(note());
+        // A writer thread would hold the other reference to the queue.
+        assert_eq!(Arc::strong_count(&writer.shared), 1);
+        let started = Instant::now();
+        writer.push(b"event\n".to_vec());
+        writer.push_program(b"line\n".to_vec()).await;
+        assert!(writer.flush(Duration::from_secs(5)));
+        drop(writer);
+        assert!(started.elapsed() < Duration::from_millis(100));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test lint unit container bench deps build
+.PHONY: run test lint unit fuzz container bench deps build
 
 ## run: build and start the whole stack (redis → app → proxy on :8080) on this host
 run:
@@ -11,8 +11,8 @@ run:
 	@mkdir -p .data .run
 	SELFHEAL_DATA=$${SELFHEAL_DATA:-.data} SELFHEAL_RUN=$${SELFHEAL_RUN:-.run} ./target/release/selfheal --config supervisor.toml
 
-## test: formatting, lints (code, Dockerfile, manifests), unit + integration tests, container end-to-end tests
-test: lint unit container
+## test: formatting, lints (code, Dockerfile, manifests), unit + integration tests, bounded fuzzing, container end-to-end tests
+test: lint unit fuzz container
 
 deps:
 	@ci/install-deps.sh test
@@ -28,6 +28,10 @@ unit: deps
 	else \
 	  $(CARGO) test --no-fail-fast --lib --test integration; \
 	fi
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS (30 by default here; ci/fuzz.sh alone: 60)
+fuzz:
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-30} ci/fuzz.sh
 
 container:
 	@ci/container-test.sh

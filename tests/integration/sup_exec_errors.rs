@@ -70,7 +70,10 @@ fn exec_errors_name_the_real_cause() {
     }
     let interp = script(dir.path(), "interp", "echo\n");
     std::fs::set_permissions(&interp, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let restart = r#"restart_limit = { max = 1000, window = "60s" }
+    // `always`: a start racing the replacement may run the new text under the
+    // old interpreter and exit 0; it must come back to meet the broken file.
+    let restart = r#"restart = "always"
+restart_limit = { max = 1000, window = "60s" }
 backoff = { initial = "50ms", max = "200ms", jitter = 0 }"#;
     let sup = start_in(
         dir,

@@ -536,7 +536,7 @@ impl Supervisor {
     }
 
     fn reap(&mut self) {
-        let events = reaper::drain();
+        let events = reaper::drain(|pid| self.leaders.contains_key(&pid));
         let mut exits = Vec::new();
         for event in events {
             match event {

@@ -26,8 +26,11 @@ pub enum ChildEvent {
     Suspended { pid: Pid, suspended: bool },
 }
 
-/// Every child event since the last call.
-pub fn drain() -> Vec<ChildEvent> {
+/// Every child event since the last call. `leads_group(pid)` tells whether
+/// `pid` is a known program leader, whose process group is its own pid: only
+/// for the others is the zombie's group read from `/proc` (one file read less
+/// on every respawn).
+pub fn drain(leads_group: impl Fn(Pid) -> bool) -> Vec<ChildEvent> {
     let mut events = Vec::new();
     let flags = WaitPidFlag::WEXITED
         | WaitPidFlag::WSTOPPED
@@ -39,7 +42,7 @@ pub fn drain() -> Vec<ChildEvent> {
             Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
             Err(Errno::EINTR) => continue,
             Err(_) => break,
-            Ok(status) => match status.pid().map(consume) {
+            Ok(status) => match status.pid().map(|pid| consume(pid, &leads_group)) {
                 Some(Consumed::Event(event)) => events.push(event),
                 Some(Consumed::Other) => {}
                 // Nothing consumed (a race): stop rather than peek the same
@@ -59,14 +62,18 @@ enum Consumed {
 }
 
 /// Reads what the peek announced, reaping the child if it exited.
-fn consume(pid: NixPid) -> Consumed {
-    consume_status(pid).map_or(Consumed::Nothing, |e| {
+fn consume(pid: NixPid, leads_group: &impl Fn(Pid) -> bool) -> Consumed {
+    let pgid = if leads_group(pid.as_raw()) {
+        pid.as_raw()
+    } else {
+        group_of(pid.as_raw())
+    };
+    consume_status(pid, pgid).map_or(Consumed::Nothing, |e| {
         e.map_or(Consumed::Other, Consumed::Event)
     })
 }
 
-fn consume_status(pid: NixPid) -> Option<Option<ChildEvent>> {
-    let pgid = group_of(pid.as_raw());
+fn consume_status(pid: NixPid, pgid: Pid) -> Option<Option<ChildEvent>> {
     let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED | WaitPidFlag::WCONTINUED;
     let raw = pid.as_raw();
     match waitpid(pid, Some(flags)) {

@@ -196,8 +196,10 @@ fn assert_refusal_allowed(code: u16, head_request: bool, headers: &[(String, Vec
         .iter()
         .all(|(_, v)| http::HeaderValue::from_bytes(v).is_ok());
     let bodiless = head_request || code == 204 || code == 304;
-    let framing_ok =
-        bodiless || (te.is_empty() && (cl.is_empty() || content_length(&cl).is_some()));
+    // An invalid Content-Length is refused even where no body follows (HEAD,
+    // 204, 304): forwarding it would hand the client the same bad field.
+    let length_ok = cl.is_empty() || content_length(&cl).is_some();
+    let framing_ok = length_ok && (bodiless || te.is_empty());
     assert!(
         !(plain_values && framing_ok),
         "refused a plain head: status {code}, fields {headers:?}"

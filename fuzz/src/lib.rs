@@ -41,9 +41,9 @@ pub enum Reference {
 /// chunked-body = *chunk last-chunk trailer-section CRLF
 /// chunk        = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
 /// chunk-size   = 1*HEXDIG          ; at most 15 digits (the proxy's limit, nginx's too)
-/// chunk-ext    = BWS ";" ext-text  ; ext-text: anything without a control
-///                                  ; character other than HTAB (the proxy ignores
-///                                  ; extensions; RFC 9112 §7.1.1)
+/// chunk-ext    = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )
+/// ext-name     = token
+/// ext-val      = token / quoted-string     ; RFC 9112 §7.1.1, RFC 9110 §5.6
 /// trailer      = field-name ":" field-value CRLF ; name a token, value without
 ///                                  ; control characters other than HTAB
 /// ```
@@ -120,12 +120,63 @@ fn chunk_size_line(line: &[u8]) -> Option<u64> {
     if rest.is_empty() {
         return Some(size);
     }
-    let bws = rest
-        .iter()
-        .take_while(|&&b| b == b' ' || b == b'\t')
-        .count();
-    let ext = &rest[bws..];
-    (ext.first() == Some(&b';') && !ext.iter().copied().any(is_ctl)).then_some(size)
+    extensions(rest).then_some(size)
+}
+
+/// RFC 9110 §5.6.2 tchar.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn skip_bws(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    &s[n..]
+}
+
+fn token(s: &[u8]) -> Option<&[u8]> {
+    let n = s.iter().take_while(|&&b| is_tchar(b)).count();
+    (n > 0).then(|| &s[n..])
+}
+
+/// RFC 9110 §5.6.4: DQUOTE *( qdtext / quoted-pair ) DQUOTE.
+fn quoted_string(s: &[u8]) -> Option<&[u8]> {
+    let mut i = 1;
+    if s.first() != Some(&b'"') {
+        return None;
+    }
+    loop {
+        match *s.get(i)? {
+            b'"' => return Some(&s[i + 1..]),
+            b'\\' => {
+                let next = *s.get(i + 1)?;
+                if !(next == b'\t' || next == b' ' || (0x21..=0x7e).contains(&next) || next >= 0x80) {
+                    return None;
+                }
+                i += 2;
+            }
+            b if b == b'\t' || b == b' ' || b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b) || b >= 0x80 => i += 1,
+            _ => return None,
+        }
+    }
+}
+
+/// The whole `chunk-ext` grammar, written from the RFC (not from the proxy).
+fn extensions(mut s: &[u8]) -> bool {
+    while !s.is_empty() {
+        s = skip_bws(s);
+        let Some(rest) = s.strip_prefix(b";") else { return false };
+        let Some(rest) = token(skip_bws(rest)) else { return false };
+        s = rest;
+        let after = skip_bws(s);
+        if let Some(value) = after.strip_prefix(b"=") {
+            let value = skip_bws(value);
+            s = match token(value).or_else(|| quoted_string(value)) {
+                Some(rest) => rest,
+                None => return false,
+            };
+        }
+    }
+    true
 }
 
 fn trailer_line(line: &[u8]) -> bool {

@@ -123,11 +123,6 @@ fn chunk_size_line(line: &[u8]) -> Option<u64> {
     extensions(rest).then_some(size)
 }
 
-/// RFC 9110 §5.6.2 tchar.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
 fn skip_bws(s: &[u8]) -> &[u8] {
     let n = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
     &s[n..]

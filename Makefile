@@ -31,7 +31,7 @@ unit: deps
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS (30 by default here; ci/fuzz.sh alone: 60)
 fuzz:
-	FUZZ_SECONDS=$${FUZZ_SECONDS:-30} ci/fuzz.sh
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-30} FUZZ_SEED=$${FUZZ_SEED:-1} ci/fuzz.sh
 
 container:
 	@ci/container-test.sh

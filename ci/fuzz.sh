@@ -4,6 +4,8 @@
 #
 # Usage: ci/fuzz.sh [TARGET…]          (default: every target in fuzz/Cargo.toml)
 #   FUZZ_SECONDS=60       time per target (default 60)
+#   FUZZ_SEED=0           libFuzzer's -seed (0: a random one; CI fixes one so a
+#                         run can be replayed)
 #   FUZZ_SANITIZER=none   cargo-fuzz --sanitizer (default none: the code under test
 #                         is safe Rust, so the findings are panics and assertion
 #                         failures; `address` builds slower and runs ~2× slower)
@@ -44,7 +46,7 @@ for t in "${targets[@]}"; do
   [ -d "fuzz/corpus/$t" ] && cp -r "fuzz/corpus/$t/." "$work/$t/"
   echo "== $t: ${SECONDS_PER_TARGET}s from $(find "$work/$t" -type f | wc -l) seeds"
   if (cd fuzz && cargo fuzz run "${FUZZ_FLAGS[@]}" "$t" "$work/$t" -- \
-        -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1) >"$work/$t.log" 2>&1; then
+        -max_total_time="$SECONDS_PER_TARGET" -seed="${FUZZ_SEED:-0}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1) >"$work/$t.log" 2>&1; then
     grep -E '^(#[0-9]+ *DONE|stat::number_of_executed_units|stat::peak_rss_mb)' "$work/$t.log" || tail -n 3 "$work/$t.log"
     echo "== $t: no crash ($(find "$work/$t" -type f | wc -l) inputs in the corpus after the run)"
   else

@@ -199,6 +199,11 @@ fn valid_extensions(mut b: &[u8]) -> bool {
         b = &b[name..];
         let after = bws(b);
         if b.get(after) != Some(&b'=') {
+            // BWS only ever precedes ";" or "=": whitespace that ends the
+            // line is outside the grammar (and a classic parser split).
+            if after > 0 && after == b.len() {
+                return false;
+            }
             b = &b[after..];
             continue;
         }
@@ -384,6 +389,9 @@ mod tests {
             b"a",
             b";a=b c",
             b";a=\"\x01\"",
+            b";a ",
+            b";a\t",
+            b";a=b ",
         ] {
             assert!(!valid_extensions(bad), "{}", String::from_utf8_lossy(bad));
         }

@@ -118,9 +118,9 @@ pub fn parse_signal_or_zero(text: &str) -> Result<i32, String> {
             .then_some(n)
             .ok_or(format!("no signal {text}"));
     }
-    <nix::sys::signal::Signal as std::str::FromStr>::from_str(&format!("SIG{name}"))
+    crate::config::signal_named(text)
         .map(|s| s as i32)
-        .map_err(|_| format!("no signal named {text:?}"))
+        .ok_or_else(|| format!("no signal named {text:?}"))
 }
 
 fn parse_signal(text: &str) -> Result<i32, String> {

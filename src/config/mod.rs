@@ -23,6 +23,7 @@ use std::process::ExitCode;
 pub use diag::{ConfigError, Diagnostic, Severity};
 pub use model::*;
 pub use preflight::Host;
+pub use read::signal_named;
 
 use crate::exit::Exit;
 

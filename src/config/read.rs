@@ -32,6 +32,14 @@ pub struct Reader<'s, 'e> {
     seen_main: Option<String>,
 }
 
+/// A signal by name, with or without `SIG`, any case, surrounding blanks
+/// ignored: `"SIGTERM"`, `"term"`, `" Hup "`. Real-time signals have no name here.
+pub fn signal_named(text: &str) -> Option<Signal> {
+    let upper = text.trim().to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    Signal::from_str(&format!("SIG{name}")).ok()
+}
+
 /// Every key a `[programs.NAME]` table may have.
 pub(crate) const PROGRAM_KEYS: &[&str] = &[
     "command",
@@ -300,14 +308,8 @@ impl<'s, 'e> Reader<'s, 'e> {
 
     fn signal(&mut self, v: &Value, field: &str) -> Option<Signal> {
         let text = self.string(v, field)?;
-        let upper = text.trim().to_ascii_uppercase();
-        let name = if upper.starts_with("SIG") {
-            upper
-        } else {
-            format!("SIG{upper}")
-        };
-        match Signal::from_str(&name) {
-            Ok(sig) if sig != Signal::SIGKILL && sig != Signal::SIGSTOP => Some(sig),
+        match signal_named(&text) {
+            Some(sig) if sig != Signal::SIGKILL && sig != Signal::SIGSTOP => Some(sig),
             _ => {
                 self.diags.error(v.span(), field, format!("invalid stop signal {text:?} (e.g. \"SIGTERM\", \"INT\"; not KILL or STOP)"));
                 None
@@ -324,12 +326,6 @@ impl<'s, 'e> Reader<'s, 'e> {
         };
         let mut signals = Vec::new();
         for (text, span) in names {
-            let upper = text.trim().to_ascii_uppercase();
-            let name = if upper.starts_with("SIG") {
-                upper
-            } else {
-                format!("SIG{upper}")
-            };
             let reserved = [
                 Signal::SIGKILL,
                 Signal::SIGSTOP,
@@ -338,8 +334,8 @@ impl<'s, 'e> Reader<'s, 'e> {
                 Signal::SIGINT,
                 Signal::SIGQUIT,
             ];
-            match Signal::from_str(&name) {
-                Ok(sig) if !reserved.contains(&sig) => signals.push(sig),
+            match signal_named(&text) {
+                Some(sig) if !reserved.contains(&sig) => signals.push(sig),
                 _ => self.diags.error(
                     span,
                     field,

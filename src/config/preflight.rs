@@ -38,6 +38,7 @@ use nix::unistd::{AccessFlags, Gid, Uid};
 use super::diag::{Diagnostics, Severity};
 use super::model::{Probe, Program};
 use super::read::{key_text, Span, Spans};
+use crate::supervisor::exec_error::shebang_interpreter;
 
 /// The search path when neither the program's `env` nor the supervisor's
 /// environment sets `PATH` (the same default as `spawn`, and as glibc's `execvp`
@@ -524,19 +525,6 @@ fn env_target_problem(first_line: &[u8], search: &OsStr, who: &Who) -> Option<Fi
             })
         }
     }
-}
-
-/// The interpreter path of a `#!` line, as the kernel splits it: after `#!`,
-/// spaces and tabs skipped, up to the next space, tab or end of line.
-fn shebang_interpreter(first_line: &[u8]) -> Option<&[u8]> {
-    let rest = first_line.strip_prefix(b"#!")?;
-    let start = rest.iter().position(|&b| b != b' ' && b != b'\t')?;
-    let word = rest.get(start..)?;
-    let end = word
-        .iter()
-        .position(|&b| b == b' ' || b == b'\t')
-        .unwrap_or(word.len());
-    word.get(..end).filter(|w| !w.is_empty())
 }
 
 /// Whether `who` may do `what` (only X_OK and R_OK are used) on `path`, whose

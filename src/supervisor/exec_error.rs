@@ -110,18 +110,29 @@ fn kind(head: &[u8]) -> Kind {
     if head.is_empty() {
         return Kind::Empty;
     }
-    if let Some(line) = head.strip_prefix(b"#!") {
-        let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
-        let interpreter = line
-            .split(|&b| b == b' ' || b == b'\t')
-            .find(|w| !w.is_empty())
-            .unwrap_or_default();
-        return Kind::Script(interpreter.to_vec());
+    if head.starts_with(b"#!") {
+        let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+        return Kind::Script(shebang_interpreter(line).unwrap_or_default().to_vec());
     }
     if head.starts_with(b"\x7fELF") {
         return Kind::Elf(elf_interpreter(head));
     }
     Kind::Other
+}
+
+/// The interpreter a `#!` line names, as the kernel reads it: the first word
+/// after `#!` (blanks before it skipped), up to a space or tab; `None` when the
+/// line is no `#!` line or names nothing. Shared with `selfheal check`'s
+/// preflight, so both read a script the same way.
+pub fn shebang_interpreter(first_line: &[u8]) -> Option<&[u8]> {
+    let rest = first_line.strip_prefix(b"#!")?;
+    let start = rest.iter().position(|&b| b != b' ' && b != b'\t')?;
+    let word = rest.get(start..)?;
+    let end = word
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .unwrap_or(word.len());
+    word.get(..end).filter(|w| !w.is_empty())
 }
 
 /// The `PT_INTERP` path of a 64-bit little-endian ELF, if within `head`.

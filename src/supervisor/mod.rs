@@ -538,11 +538,12 @@ impl Supervisor {
     fn reap(&mut self) {
         let events = reaper::drain(|pid| self.leaders.contains_key(&pid));
         let mut exits = Vec::new();
+        let mut orphan_groups = Vec::new();
         for event in events {
             match event {
                 reaper::ChildEvent::Exited { pid, pgid, how } => match self.leaders.remove(&pid) {
                     Some(i) => exits.push((i, pid, how)),
-                    None => self.reaped_other(pid, pgid, how),
+                    None => orphan_groups.extend(self.reaped_other(pid, pgid, how)),
                 },
                 reaper::ChildEvent::Suspended { pid, suspended } => {
                     if let Some(&index) = self.leaders.get(&pid) {
@@ -564,23 +565,29 @@ impl Supervisor {
                 input: Input::Exited { pid, how, left },
             });
         }
-        self.check_draining_groups();
+        // The last member of a program's group may have been among the orphans:
+        // its machine takes `GroupGone` only while it waits for that group.
+        orphan_groups.sort_unstable();
+        orphan_groups.dedup();
+        for (index, pgid) in orphan_groups {
+            if !reaper::group_alive(pgid) {
+                let input = Input::GroupGone { pgid };
+                self.feed(StackInput::Program { index, input });
+            }
+        }
         self.feed(StackInput::Reaped);
     }
 
     /// An exit that is not a program's leader: an exec probe, or an orphan.
-    fn reaped_other(&mut self, pid: Pid, pgid: Pid, how: Termination) {
+    /// Returns the program (and group) an orphan belonged to.
+    fn reaped_other(&mut self, pid: Pid, pgid: Pid, how: Termination) -> Option<(usize, Pid)> {
         let waiter = self.waiters.lock().ok().and_then(|mut w| w.remove(&pid));
         if let Some(waiter) = waiter {
             let _ = waiter.send(how);
-            return;
+            return None;
         }
-        let owner = self
-            .slots
-            .iter()
-            .position(|s| s.last_pgid == Some(pgid))
-            .and_then(|i| self.stack.members.get(i));
-        match owner {
+        let owner = self.slots.iter().position(|s| s.last_pgid == Some(pgid));
+        match owner.and_then(|i| self.stack.members.get(i)) {
             Some(m) => self.output.note(&format!(
                 "reaped orphan pid {pid} of {}'s process group ({how})",
                 m.name
@@ -589,6 +596,7 @@ impl Supervisor {
                 .output
                 .note(&format!("reaped orphan pid {pid} ({how})")),
         }
+        owner.map(|i| (i, pgid))
     }
 
     /// What program `i`'s leader `pid` left behind (see [`Leftover`]).
@@ -626,31 +634,6 @@ impl Supervisor {
             .filter(|p| !self.leaders.contains_key(&reaper::group_of(*p)))
             .filter(|p| reaper::start_ticks(*p).is_some_and(|t| t >= since_ticks))
             .collect()
-    }
-
-    /// Programs whose leader is gone while their group drains: a reap may have
-    /// emptied the group.
-    fn check_draining_groups(&mut self) {
-        let draining: Vec<(usize, Pid)> = self
-            .stack
-            .members
-            .iter()
-            .enumerate()
-            .filter_map(|(i, m)| match &m.machine.state {
-                State::Stopping {
-                    pid,
-                    leader: Some(_),
-                    ..
-                } => Some((i, *pid)),
-                _ => None,
-            })
-            .collect();
-        for (index, pgid) in draining {
-            if !reaper::group_alive(pgid) {
-                let input = Input::GroupGone { pgid };
-                self.feed(StackInput::Program { index, input });
-            }
-        }
     }
 
     fn on_message(&mut self, msg: Msg) {

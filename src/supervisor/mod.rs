@@ -752,7 +752,7 @@ fn problem(m: &Machine) -> Option<String> {
         State::Starting { .. } => "starting: no probe has passed yet".to_string(),
         State::Waiting => "waiting for its dependencies".to_string(),
         State::Backoff { .. } => format!("restarting{}", last_exit()),
-        State::Stopping { .. } => "stopping".to_string(),
+        State::Stopping(_) => "stopping".to_string(),
         State::Stopped => "stopped by the operator".to_string(),
         State::Failed => match &m.failure {
             Some(f) => format!("failed: {f}{}", last_exit()),

@@ -672,7 +672,7 @@ impl Stack {
                     .get(*d)
                     .is_none_or(|dep| dep.machine.state.pid().is_none())
             }),
-            State::Stopping { then, .. } => *then != super::state::AfterStop::Stay,
+            State::Stopping(s) => s.then != super::state::AfterStop::Stay,
             State::Stopped | State::Exited | State::Failed => false,
         }
     }

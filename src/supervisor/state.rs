@@ -153,16 +153,8 @@ pub enum State {
         since: Instant,
         ready: bool,
     },
-    /// Stop signal sent to the group `pid` leads; SIGKILL at `kill_at`. Once the
-    /// leader has exited (`leader`), the group is checked at `recheck_at` until empty.
-    Stopping {
-        pid: Pid,
-        since: Instant,
-        kill_at: Option<Instant>,
-        then: AfterStop,
-        leader: Option<LeaderExit>,
-        recheck_at: Option<Instant>,
-    },
+    /// Stop signal sent to the group `pid` leads (see [`Stopping`]).
+    Stopping(Stopping),
     /// Waiting to restart.
     Backoff { until: Instant },
     /// Stopped by an operator (or the shutdown); runs again on `selfheal start`.
@@ -179,7 +171,7 @@ impl State {
         match self {
             State::Starting { pid, .. }
             | State::Running { pid, .. }
-            | State::Stopping { pid, .. } => Some(*pid),
+            | State::Stopping(Stopping { pid, .. }) => Some(*pid),
             State::Waiting
             | State::Backoff { .. }
             | State::Stopped
@@ -191,9 +183,9 @@ impl State {
     /// The live leader process (not a group whose leader is already gone).
     pub fn leader(&self) -> Option<Pid> {
         match self {
-            State::Stopping {
+            State::Stopping(Stopping {
                 leader: Some(_), ..
-            } => None,
+            }) => None,
             other => other.pid(),
         }
     }
@@ -557,7 +549,7 @@ impl Machine {
             State::Starting { .. } => "starting",
             State::Running { ready: true, .. } => "running",
             State::Running { ready: false, .. } => "unready",
-            State::Stopping { .. } => "stopping",
+            State::Stopping(_) => "stopping",
             State::Backoff { .. } => "backoff",
             State::Stopped => "stopped",
             State::Exited => "exited",
@@ -569,11 +561,11 @@ impl Machine {
     pub fn deadline(&self) -> Option<Instant> {
         match &self.state {
             State::Backoff { until } => Some(*until),
-            State::Stopping {
+            State::Stopping(Stopping {
                 kill_at,
                 recheck_at,
                 ..
-            } => match (kill_at, recheck_at) {
+            }) => match (kill_at, recheck_at) {
                 (Some(a), Some(b)) => Some(*a.min(b)),
                 (a, b) => a.or(*b),
             },
@@ -608,24 +600,7 @@ impl Machine {
             State::Running { pid, since, ready } => {
                 self.live(pid, since, Some(ready), input, now, &mut actions)
             }
-            State::Stopping {
-                pid,
-                since,
-                kill_at,
-                then,
-                leader,
-                recheck_at,
-            } => {
-                let stopping = Stopping {
-                    pid,
-                    since,
-                    kill_at,
-                    then,
-                    leader,
-                    recheck_at,
-                };
-                self.stopping(stopping, input, now, &mut actions)
-            }
+            State::Stopping(s) => self.stopping(s, input, now, &mut actions),
             State::Backoff { until } => self.backoff(until, input, now, &mut actions),
             s @ (State::Stopped | State::Exited | State::Failed) => {
                 self.at_rest(s, input, now, &mut actions)
@@ -734,14 +709,14 @@ impl Machine {
                     signal,
                 }));
                 self.signal_stop(pid, actions);
-                State::Stopping {
+                State::Stopping(Stopping {
                     pid,
                     since,
                     kill_at: Some(now + self.policy.stop_timeout),
                     then: AfterStop::Crashed,
                     leader: Some(LeaderExit { how, ran }),
                     recheck_at: Some(now + GROUP_RECHECK),
-                }
+                })
             }
         }
     }
@@ -786,31 +761,31 @@ impl Machine {
                 if left == Leftover::Group {
                     s.leader = Some(LeaderExit { how, ran });
                     s.recheck_at = Some(now + GROUP_RECHECK);
-                    return s.into_state();
+                    return State::Stopping(s);
                 }
                 self.finish_stop(s.pid, s.then, LeaderExit { how, ran }, now, actions)
             }
             Input::GroupGone { pgid } if pgid == s.pid => match s.leader.take() {
                 Some(leader) => self.finish_stop(s.pid, s.then, leader, now, actions),
-                None => s.into_state(),
+                None => State::Stopping(s),
             },
             Input::Deadline => {
                 self.stopping_deadline(&mut s, now, actions);
-                s.into_state()
+                State::Stopping(s)
             }
             Input::Stop => {
                 s.then = AfterStop::Stay;
-                s.into_state()
+                State::Stopping(s)
             }
             Input::Start | Input::Restart => {
                 if s.then == AfterStop::Stay {
                     s.then = AfterStop::Restart;
                 }
-                s.into_state()
+                State::Stopping(s)
             }
             Input::Suspended { pid, suspended } if pid == s.pid => {
                 self.set_suspended(pid, suspended, actions);
-                s.into_state()
+                State::Stopping(s)
             }
             Input::Exited { .. }
             | Input::GroupGone { .. }
@@ -818,7 +793,7 @@ impl Machine {
             | Input::Spawned { .. }
             | Input::SpawnFailed(_)
             | Input::Probe { .. }
-            | Input::DepsReady => s.into_state(),
+            | Input::DepsReady => State::Stopping(s),
         }
     }
 
@@ -1043,14 +1018,14 @@ impl Machine {
         let signal = self.policy.stop_signal;
         actions.push(Action::Report(Event::Stopping { pid, signal }));
         self.signal_stop(pid, actions);
-        State::Stopping {
+        State::Stopping(Stopping {
             pid,
             since,
             kill_at: Some(now + self.policy.stop_timeout),
             then,
             leader: None,
             recheck_at: None,
-        }
+        })
     }
 
     /// Whether the run that just ended was stable: ready for `reset_after`.
@@ -1147,27 +1122,17 @@ impl Machine {
     }
 }
 
-/// The fields of [`State::Stopping`], while a transition works on them.
-struct Stopping {
-    pid: Pid,
-    since: Instant,
-    kill_at: Option<Instant>,
-    then: AfterStop,
-    leader: Option<LeaderExit>,
-    recheck_at: Option<Instant>,
-}
-
-impl Stopping {
-    fn into_state(self) -> State {
-        State::Stopping {
-            pid: self.pid,
-            since: self.since,
-            kill_at: self.kill_at,
-            then: self.then,
-            leader: self.leader,
-            recheck_at: self.recheck_at,
-        }
-    }
+/// A program being stopped: the stop signal went to the group `pid` leads;
+/// SIGKILL at `kill_at`. Once the leader has exited (`leader`), the group is
+/// checked at `recheck_at` until it is empty; `then` decides what follows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stopping {
+    pub pid: Pid,
+    pub since: Instant,
+    pub kill_at: Option<Instant>,
+    pub then: AfterStop,
+    pub leader: Option<LeaderExit>,
+    pub recheck_at: Option<Instant>,
 }
 
 #[cfg(test)]

@@ -218,10 +218,10 @@ async fn probes_make_ready_and_consecutive_failures_stop_then_restart() {
     );
     assert!(matches!(
         m.state,
-        State::Stopping {
+        State::Stopping(Stopping {
             then: AfterStop::Recover,
             ..
-        }
+        })
     ));
     // It ignores the TERM: SIGKILL at the deadline.
     advance(Duration::from_secs(2)).await;
@@ -371,7 +371,7 @@ async fn an_operator_stop_ends_only_when_the_group_is_gone() {
         Instant::now(),
     );
     assert!(!has_spawn(&a), "{a:?}");
-    assert!(matches!(m.state, State::Stopping { .. }));
+    assert!(matches!(m.state, State::Stopping(_)));
     let a = m.step(Input::GroupGone { pgid: 10 }, Instant::now());
     assert!(has_spawn(&a), "{a:?}");
 }

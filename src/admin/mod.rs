@@ -19,3 +19,4 @@
 pub mod api;
 pub mod client;
 pub mod snapshot;
+pub mod stream;

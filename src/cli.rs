@@ -35,6 +35,14 @@ pub enum Command {
     Restart(ProgramArg),
     /// Exit 0 when every program is ready (or, with --live, when the supervisor answers).
     Health(HealthArgs),
+    /// Re-read the config and apply the difference (as SIGHUP does): unchanged
+    /// programs keep running, changed ones are replaced, removed ones stopped,
+    /// added ones started. An invalid config changes nothing (exit 2).
+    Reload(SocketArg),
+    /// Send a signal to a program's process group (every instance, or one: NAME#N).
+    Signal(SignalArgs),
+    /// Run N instances of a program (each with SELFHEAL_REPLICA=i).
+    Scale(ScaleArgs),
     /// The demo web app (counts visits in Redis exactly once).
     App(AppArgs),
     /// The built-in reverse proxy (holds and retries through upstream crashes).
@@ -123,7 +131,7 @@ pub fn parse_signal_or_zero(text: &str) -> Result<i32, String> {
         .ok_or_else(|| format!("no signal named {text:?}"))
 }
 
-fn parse_signal(text: &str) -> Result<i32, String> {
+pub fn parse_signal(text: &str) -> Result<i32, String> {
     match parse_signal_or_zero(text)? {
         0 => Err("signal 0 is not a signal".into()),
         n => Ok(n),
@@ -170,6 +178,28 @@ pub struct HealthArgs {
     /// Print `{"ready": bool, "reasons": [...]}` instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SignalArgs {
+    /// Program name (or one instance, `NAME#N`).
+    pub name: String,
+    /// Signal by name (`HUP`, `SIGUSR1`) or number.
+    #[arg(value_parser = parse_signal)]
+    pub signal: i32,
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScaleArgs {
+    /// Program name.
+    pub name: String,
+    /// Instances to run.
+    #[arg(value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::config::MAX_REPLICAS)))]
+    pub replicas: u32,
     #[command(flatten)]
     pub socket: SocketArg,
 }

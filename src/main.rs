@@ -38,6 +38,9 @@ fn main() -> ExitCode {
         Some(Command::Stop(args)) => selfheal::admin::client::command_main("stop", &args),
         Some(Command::Restart(args)) => selfheal::admin::client::command_main("restart", &args),
         Some(Command::Health(args)) => selfheal::admin::client::health_main(&args),
+        Some(Command::Reload(args)) => selfheal::admin::client::reload_main(&args),
+        Some(Command::Signal(args)) => selfheal::admin::client::signal_main(&args),
+        Some(Command::Scale(args)) => selfheal::admin::client::scale_main(&args),
         Some(Command::App(args)) => selfheal::app::main(args),
         Some(Command::Proxy(args)) => selfheal::proxy::main(args),
     };

@@ -7,6 +7,9 @@
 //! | `GET /readyz` | 200 when every program that should run is ready, else 503 with one reason per line |
 //! | `GET /health` | `{"ready": bool, "reasons": [..]}` (200 or 503 as `/readyz`) |
 //! | `POST /programs/{name}/start\|stop\|restart` | 200 with the new state; 404 unknown program; 503 shutting down |
+//! | `POST /programs/{name}/signal?signal=HUP` | the signal to the program's process group(s) |
+//! | `POST /programs/{name}/scale?replicas=N` | run N instances |
+//! | `POST /reload` | re-read the config and apply the difference: 200 `{"changes": […]}`; 400 with every error (nothing changed) |
 //! | `GET /events[?recent=N]` | Server-Sent Events, one per supervisor event (`supervisor::events::Record` as JSON), the last N kept ones first |
 //! | `GET /logs?program=A&n=N&since_ms=T&follow=true` | programs' kept output lines as NDJSON, oldest first; `follow` streams new ones |
 
@@ -14,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::snapshot::Snapshot;
 use crate::supervisor::events::EventLog;
 use crate::supervisor::logs::LogBook;
+use crate::supervisor::services::ReloadError;
 use crate::supervisor::{AdminError, AdminVerb, Msg};
 
 /// What the API handlers share with the supervisor.
@@ -58,6 +62,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/events", get(super::stream::events))
         .route("/logs", get(super::stream::logs))
         .route("/programs/{name}/{verb}", post(command))
+        .route("/reload", post(reload))
         .with_state(shared)
 }
 
@@ -129,18 +134,36 @@ async fn health(State(s): State<ApiState>) -> Response {
     (code, Json(body)).into_response()
 }
 
+/// Query of `POST /programs/{name}/signal?signal=HUP` and `…/scale?replicas=N`.
+#[derive(Debug, serde::Deserialize)]
+struct VerbQuery {
+    signal: Option<String>,
+    replicas: Option<u32>,
+}
+
 async fn command(
     State(s): State<ApiState>,
     UrlPath((name, verb)): UrlPath<(String, String)>,
+    Query(query): Query<VerbQuery>,
 ) -> Response {
+    let bad = |text: String| (StatusCode::BAD_REQUEST, format!("{text}\n")).into_response();
     let verb = match verb.as_str() {
         "start" => AdminVerb::Start,
         "stop" => AdminVerb::Stop,
         "restart" => AdminVerb::Restart,
+        "signal" => match query.signal.as_deref().map(crate::cli::parse_signal) {
+            Some(Ok(n)) => AdminVerb::Signal(n),
+            Some(Err(e)) => return bad(e),
+            None => return bad("signal: give ?signal=NAME".into()),
+        },
+        "scale" => match query.replicas {
+            Some(replicas) => return scale(s, name, replicas).await,
+            None => return bad("scale: give ?replicas=N".into()),
+        },
         _ => {
             return (
                 StatusCode::NOT_FOUND,
-                format!("unknown action {verb:?} (start, stop, restart)\n"),
+                format!("unknown action {verb:?} (start, stop, restart, signal, scale)\n"),
             )
                 .into_response()
         }
@@ -159,5 +182,48 @@ async fn command(
             (StatusCode::NOT_FOUND, format!("{e}\n")).into_response()
         }
         Ok(Err(AdminError::ShuttingDown)) | Err(_) => gone(),
+    }
+}
+
+async fn scale(s: ApiState, name: String, replicas: u32) -> Response {
+    if replicas > crate::config::MAX_REPLICAS {
+        let text = format!("at most {} replicas\n", crate::config::MAX_REPLICAS);
+        return (StatusCode::BAD_REQUEST, text).into_response();
+    }
+    let (reply, rx) = oneshot::channel();
+    let msg = Msg::Scale {
+        name,
+        replicas,
+        reply,
+    };
+    if s.tx.send(msg).is_err() {
+        return gone();
+    }
+    match rx.await {
+        Ok(Ok(text)) => (StatusCode::OK, format!("{text}\n")).into_response(),
+        Ok(Err(e @ AdminError::UnknownProgram(_))) => {
+            (StatusCode::NOT_FOUND, format!("{e}\n")).into_response()
+        }
+        Ok(Err(AdminError::ShuttingDown)) | Err(_) => gone(),
+    }
+}
+
+/// `POST /reload`: 200 with `{"changes": [{program, change, detail?}]}`; 400
+/// with every config error (file:line:column) when the config is invalid —
+/// then nothing changed; 409 when a new address cannot be bound.
+async fn reload(State(s): State<ApiState>) -> Response {
+    let (reply, rx) = oneshot::channel();
+    if s.tx.send(Msg::Reload(reply)).is_err() {
+        return gone();
+    }
+    match rx.await {
+        Ok(Ok(changes)) => Json(serde_json::json!({ "changes": changes })).into_response(),
+        Ok(Err(e @ ReloadError::Invalid(_))) => {
+            (StatusCode::BAD_REQUEST, e.to_string()).into_response()
+        }
+        Ok(Err(e @ (ReloadError::Bind(_) | ReloadError::NoConfig))) => {
+            (StatusCode::CONFLICT, format!("{e}\n")).into_response()
+        }
+        Ok(Err(ReloadError::ShuttingDown)) | Err(_) => gone(),
     }
 }

@@ -9,7 +9,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 
 use super::snapshot::Snapshot;
-use crate::cli::{HealthArgs, ProgramArg, SocketArg, StatusArgs};
+use crate::cli::{HealthArgs, ProgramArg, ScaleArgs, SignalArgs, SocketArg, StatusArgs};
 use crate::exit::Exit;
 
 /// The socket: `--socket`, else the config's `admin_socket`, else the default.
@@ -148,4 +148,54 @@ pub fn health_main(args: &HealthArgs) -> anyhow::Result<ExitCode> {
             Ok(Exit::Internal.into())
         }
     }
+}
+
+/// Prints a 200 answer's body, else the error on stderr; exit 0 / `failed`.
+fn report(code: u16, body: &str, failed: Exit) -> ExitCode {
+    if code == 200 {
+        print!("{body}");
+        Exit::Clean.into()
+    } else {
+        eprint!("selfheal: {body}");
+        failed.into()
+    }
+}
+
+/// `selfheal reload`: one line per program and what happened to it; exit 2
+/// with every config error when the config is invalid (nothing changed).
+pub fn reload_main(socket: &SocketArg) -> anyhow::Result<ExitCode> {
+    let (code, body) = request(socket, hyper::Method::POST, "/reload")?;
+    if code == 400 {
+        eprint!("{body}");
+        return Ok(Exit::Config.into());
+    }
+    if code != 200 {
+        return Ok(report(code, &body, Exit::Internal));
+    }
+    let answer: serde_json::Value = serde_json::from_str(&body).context("unreadable answer")?;
+    let changes = answer.get("changes").and_then(|c| c.as_array());
+    for change in changes.into_iter().flatten() {
+        let field = |k: &str| change.get(k).and_then(|v| v.as_str());
+        let program = field("program").unwrap_or("?");
+        let what = field("change").unwrap_or("?");
+        match field("detail") {
+            Some(detail) => println!("{program}: {what} ({detail})"),
+            None => println!("{program}: {what}"),
+        }
+    }
+    Ok(Exit::Clean.into())
+}
+
+/// `selfheal signal NAME SIG`.
+pub fn signal_main(args: &SignalArgs) -> anyhow::Result<ExitCode> {
+    let path = format!("/programs/{}/signal?signal={}", args.name, args.signal);
+    let (code, body) = request(&args.socket, hyper::Method::POST, &path)?;
+    Ok(report(code, &body, Exit::Internal))
+}
+
+/// `selfheal scale NAME N`.
+pub fn scale_main(args: &ScaleArgs) -> anyhow::Result<ExitCode> {
+    let path = format!("/programs/{}/scale?replicas={}", args.name, args.replicas);
+    let (code, body) = request(&args.socket, hyper::Method::POST, &path)?;
+    Ok(report(code, &body, Exit::Internal))
 }

@@ -22,7 +22,18 @@ pub struct SupervisorInfo {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ProgramStatus {
+    /// The instance's name: the program's (`app`), `app#N` for replica N, and
+    /// `app#0` for the first when the program has more than one replica.
     pub name: String,
+    /// The program (`[programs.NAME]`) it is a process of.
+    #[serde(default)]
+    pub program: String,
+    /// Its replica number (`SELFHEAL_REPLICA`).
+    #[serde(default)]
+    pub replica: u32,
+    /// Being replaced or removed: it is stopping for good (it drains).
+    #[serde(default)]
+    pub retiring: bool,
     /// waiting | starting | running | unready | suspended | stopping | backoff |
     /// stopped (by an operator) | exited (ended well, not to be restarted) | failed
     pub state: String,

@@ -39,7 +39,7 @@ pub enum GiveUp {
     Stay,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Program {
     pub name: String,
     pub command: Vec<String>,
@@ -61,6 +61,26 @@ pub struct Program {
     pub depends_on: Vec<Dependency>,
     pub health: Option<Health>,
     pub listen: Vec<SocketAddr>,
+    /// Processes run at once, each with `SELFHEAL_REPLICA=i` (0-based) and its
+    /// own state, health and restart count; they share the `listen` sockets.
+    pub replicas: u32,
+    /// How `restart` (and a reload that changes the program) replaces a
+    /// process; `None`: [`RestartStrategy::Surge`] when it has `listen`
+    /// sockets, else [`RestartStrategy::StopFirst`].
+    pub restart_strategy: Option<RestartStrategy>,
+}
+
+/// Most replicas of one program (`replicas`, `selfheal scale`).
+pub const MAX_REPLICAS: u32 = 1000;
+
+/// How a running process is replaced by the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartStrategy {
+    /// Start the next one on the same held sockets while the old one serves;
+    /// once it is ready, stop the old one (it drains). Zero downtime.
+    Surge,
+    /// Stop the old one (and its group), then start the next.
+    StopFirst,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,7 +212,18 @@ impl Program {
             depends_on: Vec::new(),
             health: None,
             listen: Vec::new(),
+            replicas: 1,
+            restart_strategy: None,
         }
+    }
+
+    /// The restart strategy in effect (see [`Program::restart_strategy`]).
+    pub fn strategy(&self) -> RestartStrategy {
+        self.restart_strategy.unwrap_or(if self.listen.is_empty() {
+            RestartStrategy::StopFirst
+        } else {
+            RestartStrategy::Surge
+        })
     }
 
     /// Whether this program waits for `other` in any way.

@@ -18,6 +18,7 @@ use toml::Spanned;
 use super::diag::Diagnostics;
 use super::expand::expand;
 use super::model::*;
+use super::MAX_REPLICAS;
 
 type Value<'i> = Spanned<DeValue<'i>>;
 
@@ -58,6 +59,8 @@ pub(crate) const PROGRAM_KEYS: &[&str] = &[
     "stop_timeout",
     "forward_signals",
     "main",
+    "replicas",
+    "restart_strategy",
     "depends_on",
     "health",
     "listen",
@@ -598,6 +601,28 @@ impl<'s, 'e> Reader<'s, 'e> {
         }
         if let Some(v) = f.get("forward_signals") {
             program.forward_signals = self.forward_signals(v, &f.field("forward_signals"));
+        }
+        if let Some(v) = f.get("replicas") {
+            let field = f.field("replicas");
+            if let Some(n) = self.integer(v, &field, 1) {
+                match u32::try_from(n).ok().filter(|n| *n <= MAX_REPLICAS) {
+                    Some(n) => program.replicas = n,
+                    None => self.diags.error(
+                        v.span(),
+                        &field,
+                        format!("at most {MAX_REPLICAS} replicas"),
+                    ),
+                }
+            }
+        }
+        if let Some(v) = f.get("restart_strategy") {
+            let choices = [
+                ("surge", Some(RestartStrategy::Surge)),
+                ("stop-first", Some(RestartStrategy::StopFirst)),
+            ];
+            program.restart_strategy = self
+                .choice(v, &f.field("restart_strategy"), &choices)
+                .flatten();
         }
         if let Some(v) = f.get("depends_on") {
             program.depends_on = self.depends_on(v, &f.field("depends_on"), name, spans);

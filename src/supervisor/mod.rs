@@ -17,6 +17,7 @@
 //! - `hygiene`: undo the launcher's signal mask, dispositions and descriptors.
 //! - [`health`]: probe tasks.
 //! - [`sockets`]: listen sockets kept across restarts.
+//! - [`services`]: replicas, reload, `restart`/`scale`/`signal` by name.
 //! - [`logs`]: prefixed program output and event lines.
 
 // PID 1 must not panic: no unwrap/expect/panic/unchecked indexing on runtime
@@ -42,6 +43,7 @@ mod hygiene;
 pub mod logs;
 pub mod notes;
 pub mod reaper;
+pub mod services;
 pub mod signals;
 pub mod sockets;
 pub mod spawn;
@@ -49,7 +51,6 @@ pub mod stack;
 pub mod state;
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,7 +69,7 @@ use health::ExecWaiters;
 use logs::Output;
 pub use stack::AdminVerb;
 use stack::{Member, Stack, StackAction, StackInput, Target};
-use state::{Input, Leftover, Machine, Pid, Policy, State, Termination};
+use state::{Input, Leftover, Machine, Pid, State, Termination};
 
 /// A leader that exits 0 sooner than this after its start, leaving a process
 /// re-parented to the supervisor, is taken to have daemonized itself.
@@ -89,6 +90,14 @@ pub enum Msg {
     },
     /// The current status, built on demand (nothing is built while nobody asks).
     Snapshot(oneshot::Sender<Snapshot>),
+    /// `selfheal reload`: re-read the config and apply it.
+    Reload(oneshot::Sender<Result<Vec<services::Applied>, services::ReloadError>>),
+    /// `selfheal scale NAME N`.
+    Scale {
+        name: String,
+        replicas: u32,
+        reply: oneshot::Sender<Result<String, AdminError>>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,12 +211,15 @@ fn main_program(args: &crate::cli::MainArgs, sidecars: &[Program]) -> Program {
 }
 
 /// The runtime side of one program: what the pure machine does not hold.
-struct Slot {
+pub(crate) struct Slot {
+    /// The config its current (or last) process was started with.
     program: Arc<Program>,
+    /// Its replica number (`SELFHEAL_REPLICA`).
+    replica: u32,
     /// Bumped at every spawn, so probe results of a past incarnation are dropped.
     generation: u64,
     probe: Option<tokio::task::AbortHandle>,
-    listen: Vec<(OwnedFd, String)>,
+    listen: services::Listen,
     started_at_ms: Option<u64>,
     /// When the current (or last) leader was spawned, for daemon detection.
     spawned_at: Instant,
@@ -230,6 +242,10 @@ struct Supervisor {
     events: Arc<EventLog>,
     started_at_ms: u64,
     exit: Option<Exit>,
+    /// Every program's current config and held sockets, by name.
+    configs: HashMap<Arc<str>, services::ServiceConfig>,
+    /// The file `reload` reads (none in `selfheal -- CMD` without a config).
+    config_path: Option<std::path::PathBuf>,
 }
 
 async fn run(launch: Launch, args: RunArgs) -> Exit {
@@ -265,9 +281,12 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
             output.note(&format!("cannot become a child subreaper: {e}"));
         }
     }
-    let slots = match bind_slots(&config, &output) {
-        Some(slots) => slots,
-        None => return Exit::Internal,
+    let configs = match services::bind_all(&config) {
+        Ok(configs) => configs,
+        Err(e) => {
+            output.note(&e);
+            return Exit::Internal;
+        }
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let admin_socket = launch.admin.then(|| config.supervisor.admin_socket.clone());
@@ -289,10 +308,11 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
             }
         }
     }
+    let (stack, instances) = build_stack(&config, pid, &args.main);
     let mut sup = Supervisor {
-        stack: build_stack(&config, pid, &args.main),
+        stack,
         main_death_signal: args.main.pdeathsig,
-        slots,
+        slots: Vec::new(),
         leaders: HashMap::new(),
         tx,
         waiters: ExecWaiters::default(),
@@ -300,7 +320,10 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         events,
         started_at_ms: snapshot::now_ms(),
         exit: None,
+        configs,
+        config_path: services::reload_path(&config),
     };
+    sup.carry_out(instances);
     sup.publish(Record::text(
         None,
         format!(
@@ -344,70 +367,37 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
     exit
 }
 
-/// Binds every program's listen sockets (once, for all its incarnations).
-fn bind_slots(config: &Config, output: &Output) -> Option<Vec<Slot>> {
-    let mut slots = Vec::with_capacity(config.programs.len());
-    for program in &config.programs {
-        let mut listen = Vec::new();
-        for addr in &program.listen {
-            match sockets::bind(*addr) {
-                Ok(fd) => listen.push((fd, addr.to_string())),
-                Err(e) => {
-                    let name = &program.name;
-                    output.note(&format!("cannot listen on {addr} for program {name}: {e}"));
-                    return None;
-                }
-            }
-        }
-        slots.push(Slot {
-            program: Arc::new(program.clone()),
-            generation: 0,
-            probe: None,
-            listen,
-            started_at_ms: None,
-            spawned_at: Instant::now(),
-            spawned_boot: Duration::ZERO,
-            last_pgid: None,
-        });
-    }
-    Some(slots)
-}
-
-/// The pure stack for `config`: one member per program, dependencies by index.
-fn build_stack(config: &Config, pid: u32, main: &crate::cli::MainArgs) -> Stack {
-    let index: HashMap<&str, usize> = config
-        .programs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.name.as_str(), i))
-        .collect();
+/// The pure stack for `config`: one service per program, its instances
+/// added (the actions that make their slots come back with it).
+fn build_stack(
+    config: &Config,
+    pid: u32,
+    main: &crate::cli::MainArgs,
+) -> (Stack, Vec<StackAction>) {
+    let s = &config.supervisor;
+    let mut stack = Stack::new(Vec::new(), s.on_give_up, s.shutdown_timeout);
     let seed = u64::from(pid) << 32 ^ snapshot::now_ms();
-    let members = config
+    let changes = config
         .programs
         .iter()
         .enumerate()
-        .map(|(i, p)| {
-            let machine = Machine::new(Policy::of(p), seed ^ i as u64);
-            let forward = p.forward_signals.iter().map(|s| *s as i32).collect();
-            let mut member = Member::new(&p.name, machine, forward);
-            member.deps = p
-                .depends_on
-                .iter()
-                .filter_map(|d| Some((*index.get(d.name.as_str())?, d.condition)))
-                .collect();
-            member
+        .map(|(i, p)| stack::Change::Add {
+            service: services::service_of(p),
+            seed: seed ^ (i as u64) << 16,
         })
         .collect();
-    let s = &config.supervisor;
-    let stack = Stack::new(members, s.on_give_up, s.shutdown_timeout);
-    match config.programs.iter().position(|p| p.main) {
+    let actions = stack.configure(changes, Instant::now());
+    let main_service = config.programs.iter().find(|p| p.main);
+    let main_index = main_service.and_then(|p| stack.live_instances(&p.name).first().copied());
+    let stack = match main_index {
         Some(index) => stack.with_main(stack::MainRule {
             index,
             rewrite: main.rewrite.clone(),
             stop_timeout: main.stop_timeout,
         }),
         None => stack,
-    }
+    };
+    (stack, actions)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -474,6 +464,30 @@ impl Supervisor {
                     self.exit = Some(exit);
                     None
                 }
+                StackAction::NewInstance {
+                    index,
+                    service,
+                    replica,
+                } => {
+                    self.new_slot(index, &service, replica);
+                    None
+                }
+                StackAction::Gone(index) => {
+                    if let Some(slot) = self.slots.get_mut(index) {
+                        slot.listen = Arc::default(); // its sockets' last holder may be it
+                        if let Some(probe) = slot.probe.take() {
+                            probe.abort();
+                        }
+                    }
+                    None
+                }
+                StackAction::Reload => {
+                    if let Err(e) = self.reload() {
+                        let text = format!("reload refused, nothing changed: {e}");
+                        self.publish(Record::text(None, text));
+                    }
+                    None
+                }
             };
             if let Some(fact) = fact {
                 queue.extend(self.stack.step(fact, Instant::now()));
@@ -486,6 +500,16 @@ impl Supervisor {
         }
     }
 
+    /// The slot of member `index`, made from its program's current config.
+    fn new_slot(&mut self, index: usize, service: &str, replica: u32) {
+        let Some(config) = self.configs.get(service) else {
+            return;
+        };
+        if index == self.slots.len() {
+            self.slots.push(services::slot_of(config, replica));
+        }
+    }
+
     fn spawn(&mut self, i: usize) -> Input {
         let Some(slot) = self.slots.get_mut(i) else {
             return Input::SpawnFailed(Termination::ExecFailed {
@@ -493,10 +517,33 @@ impl Supervisor {
                 error: "no such program".into(),
             });
         };
+        // The program's config as of now (a reload may have changed it).
+        if let Some(config) = self.configs.get(slot.program.name.as_str()) {
+            slot.program = config.program.clone();
+            slot.listen = config.listen.clone();
+        }
         let p = &slot.program;
+        // Only programs with several replicas get their number (the others'
+        // environment stays exactly the supervisor's plus `env`).
+        let many = self.stack.members.get(i).is_some_and(|m| {
+            m.instance.replica > 0
+                || self
+                    .stack
+                    .service(&m.instance.service)
+                    .is_some_and(|s| s.replicas > 1)
+        });
+        let replica_env;
+        let env = if many {
+            let mut env = p.env.clone();
+            env.push(("SELFHEAL_REPLICA".into(), slot.replica.to_string()));
+            replica_env = env;
+            &replica_env
+        } else {
+            &p.env
+        };
         let spec = spawn::Spec {
             argv: &p.command,
-            env: &p.env,
+            env,
             workdir: p.workdir.as_deref(),
             user: p.user.as_deref(),
             group: p.group.as_deref(),
@@ -537,6 +584,23 @@ impl Supervisor {
                 Input::SpawnFailed(how)
             }
         }
+    }
+
+    /// A surge's new process whose probe passed while it does not accept on
+    /// the shared sockets yet: the answer came from the old process, so the
+    /// pass is not its own (it is dropped; the probe goes on).
+    fn surge_not_accepting(&self, index: usize) -> bool {
+        let (Some(member), Some(slot)) = (self.stack.members.get(index), self.slots.get(index))
+        else {
+            return false;
+        };
+        if member.instance.replaces.is_none() || slot.listen.is_empty() {
+            return false;
+        }
+        let Some(pid) = member.machine.state.pid() else {
+            return false;
+        };
+        !sockets::accepting(pid, &sockets::inodes(&slot.listen))
     }
 
     /// Probes run exactly while the program has a live, not-stopping process.
@@ -674,11 +738,11 @@ impl Supervisor {
                 ok,
                 reason,
             } => {
-                if self
+                let current = self
                     .slots
                     .get(index)
-                    .is_some_and(|s| s.generation == generation)
-                {
+                    .is_some_and(|s| s.generation == generation);
+                if current && !(ok && self.surge_not_accepting(index)) {
                     let input = Input::Probe { ok, reason };
                     self.feed(StackInput::Program { index, input });
                 }
@@ -690,26 +754,17 @@ impl Supervisor {
             Msg::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
+            Msg::Reload(reply) => {
+                let _ = reply.send(self.reload());
+            }
+            Msg::Scale {
+                name,
+                replicas,
+                reply,
+            } => {
+                let _ = reply.send(self.scale(&name, replicas));
+            }
         }
-    }
-
-    fn admin(&mut self, verb: AdminVerb, name: &str) -> Result<String, AdminError> {
-        if self.stack.is_stopping() {
-            return Err(AdminError::ShuttingDown);
-        }
-        let index = self
-            .stack
-            .members
-            .iter()
-            .position(|m| &*m.name == name)
-            .ok_or_else(|| AdminError::UnknownProgram(name.to_string()))?;
-        self.feed(StackInput::Admin { index, verb });
-        let state = self
-            .stack
-            .members
-            .get(index)
-            .map_or("unknown", |m| m.machine.state_name());
-        Ok(format!("{name}: {state}"))
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -719,7 +774,14 @@ impl Supervisor {
             .members
             .iter()
             .zip(&self.slots)
-            .map(|(m, s)| status_of(m, s, now))
+            .filter(|(m, _)| !m.instance.gone)
+            .map(|(m, s)| {
+                let many = self
+                    .stack
+                    .service(&m.instance.service)
+                    .is_some_and(|s| s.replicas > 1);
+                status_of(m, s, now, many)
+            })
             .collect();
         Snapshot {
             supervisor: SupervisorInfo {
@@ -736,10 +798,18 @@ impl Supervisor {
 }
 
 /// One program's line of the status.
-fn status_of(member: &Member, slot: &Slot, now: Instant) -> ProgramStatus {
+fn status_of(member: &Member, slot: &Slot, now: Instant, many: bool) -> ProgramStatus {
     let m = &member.machine;
+    let instance = &member.instance;
+    let name = match (many, instance.replica) {
+        (true, 0) => format!("{}#0", member.name),
+        _ => member.name.to_string(),
+    };
     ProgramStatus {
-        name: member.name.to_string(),
+        name,
+        program: instance.service.to_string(),
+        replica: instance.replica,
+        retiring: instance.retiring,
         state: m.state_name().to_string(),
         ready: m.is_ready(),
         problem: problem(m),

@@ -47,11 +47,22 @@ impl Stack {
 
     /// Starts it in `dir` (data in `dir/data`) with `ports` and extra env.
     pub fn start_in(dir: tempfile::TempDir, ports: Ports, env: &[(&str, &str)]) -> Stack {
+        Self::start_from(&shipped_config(), dir, ports, env)
+    }
+
+    /// Starts the stack described by `config` (the shipped one, or a copy
+    /// edited by a test) as [`Stack::start_in`] does.
+    pub fn start_from(
+        config: &Path,
+        dir: tempfile::TempDir,
+        ports: Ports,
+        env: &[(&str, &str)],
+    ) -> Stack {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).expect("create data dir");
         let mut cmd = Command::new(BIN);
         cmd.arg("--config")
-            .arg(shipped_config())
+            .arg(config)
             .env("SELFHEAL_DATA", &data)
             .env("SELFHEAL_RUN", dir.path())
             .env("SELFHEAL_REDIS_PORT", ports.redis.to_string())

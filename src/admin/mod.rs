@@ -16,6 +16,8 @@
     )
 )]
 
+pub mod advertise;
 pub mod api;
 pub mod client;
 pub mod snapshot;
+pub mod wait;

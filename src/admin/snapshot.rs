@@ -31,6 +31,11 @@ pub struct ProgramStatus {
     #[serde(default)]
     pub problem: Option<String>,
     pub pid: Option<i32>,
+    /// Spawn attempts of this program since the supervisor started (a failed
+    /// exec counts: an incarnation that never ran). The CLI waits on it to
+    /// tell the incarnation a `start`/`restart` made from the one before.
+    #[serde(default)]
+    pub incarnation: u64,
     /// Wall-clock start of the live process (ms since the epoch).
     pub started_at_ms: Option<u64>,
     /// Filled in when served.

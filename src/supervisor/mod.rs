@@ -201,7 +201,8 @@ fn main_program(args: &crate::cli::MainArgs, sidecars: &[Program]) -> Program {
 /// The runtime side of one program: what the pure machine does not hold.
 struct Slot {
     program: Arc<Program>,
-    /// Bumped at every spawn, so probe results of a past incarnation are dropped.
+    /// Bumped at every spawn attempt (a failed exec too), so probe results of a
+    /// past incarnation are dropped; the status shows it as `incarnation`.
     generation: u64,
     probe: Option<tokio::task::AbortHandle>,
     listen: Vec<(OwnedFd, String)>,
@@ -274,6 +275,11 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
             }
         }
     }
+    let advertised = admin_socket.as_deref().and_then(|s| {
+        crate::admin::advertise::advertise(s)
+            .map_err(|e| output.note(&e))
+            .ok()
+    });
     let mut sup = Supervisor {
         stack: build_stack(&config, pid, &args.main),
         main_death_signal: args.main.pdeathsig,
@@ -312,6 +318,9 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
             _ = sleep_until(deadline) => sup.feed(StackInput::Deadline),
         }
     };
+    if let Some(advertised) = advertised {
+        advertised.withdraw();
+    }
     if let Some(socket) = &admin_socket {
         let _ = std::fs::remove_file(socket);
     }
@@ -462,6 +471,7 @@ impl Supervisor {
                 error: "no such program".into(),
             });
         };
+        slot.generation += 1;
         let p = &slot.program;
         let spec = spawn::Spec {
             argv: &p.command,
@@ -484,7 +494,6 @@ impl Supervisor {
         };
         match spawn::spawn(&spec) {
             Ok(child) => {
-                slot.generation += 1;
                 slot.started_at_ms = Some(snapshot::now_ms());
                 slot.spawned_at = Instant::now();
                 slot.spawned_boot = boot_time();
@@ -714,6 +723,7 @@ fn status_of(member: &Member, slot: &Slot, now: Instant) -> ProgramStatus {
         ready: m.is_ready(),
         problem: problem(m),
         pid: m.state.pid(),
+        incarnation: slot.generation,
         started_at_ms: m.state.pid().and(slot.started_at_ms),
         uptime_ms: None,
         restarts: m.total_restarts,

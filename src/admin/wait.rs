@@ -16,7 +16,8 @@
 //!
 //! | state now | `i < a` (not spawned yet) | `i = a` | `i > a` |
 //! |---|---|---|---|
-//! | `running` and no problem (ready; a program without probe is ready when running) | wait | **done** | failed¹ |
+//! | `running` and no problem (ready), with a probe, or without one for [`SETTLE`] | wait | **done** | failed¹ |
+//! | `running` without a probe, up less than [`SETTLE`] | wait | wait | failed¹ |
 //! | `exited` (ended well, not to be restarted) | failed² | **done** | failed¹ |
 //! | `starting`, `unready`, `suspended`, `waiting` | wait | wait | failed¹ |
 //! | `stopping` | wait | failed³ | failed¹ |
@@ -34,6 +35,12 @@
 //! ⁴ it crashed or could not be executed (`backoff`), gave up or is not to be
 //!   restarted (`failed`), or was stopped by another operator (`stopped`).
 //!
+//! A program without a probe is ready as soon as it runs, so `sh -c 'sleep
+//! 0.2; exit 1'` would count as started; as supervisord's `startsecs` (1 s by
+//! default), the CLI waits until such a program has been up for [`SETTLE`]
+//! (its crash within that time fails the start). A probed program is done at
+//! its first pass: that is what its probe is for.
+//!
 //! `stop`: `stopped`, `exited` and `failed` are **done** (no process is
 //! left: its whole process group is gone); `stopping` waits; any other state
 //! (`waiting`, `starting`, `running`, …) means someone started it again: failed.
@@ -49,6 +56,10 @@ use super::snapshot::ProgramStatus;
 
 /// How often the CLI reads the status while it waits.
 pub const POLL: Duration = Duration::from_millis(25);
+
+/// How long a program without a probe must have run before `start`/`restart`
+/// count it as started (supervisord's `startsecs` default).
+pub const SETTLE: Duration = Duration::from_secs(1);
 
 /// The operator verbs the CLI waits on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +145,13 @@ impl Goal {
     fn judge_start(&self, now: &ProgramStatus) -> Verdict {
         let name = &now.name;
         let i = now.incarnation;
-        let ready = now.state == "running" && now.problem.is_none();
+        // A probed program is running only after a pass (so it has a result);
+        // one without probe must also have stayed up for SETTLE.
+        let settled = now.health.is_some()
+            || now
+                .uptime_ms
+                .is_some_and(|up| up >= SETTLE.as_millis() as u64);
+        let ready = now.state == "running" && now.problem.is_none() && settled;
         if i > self.awaited {
             let last = now
                 .last_exit
@@ -225,6 +242,7 @@ mod tests {
             ready: state == "running",
             problem,
             pid: live(state).then_some(42),
+            uptime_ms: live(state).then_some(5000),
             incarnation,
             last_exit: Some(ExitInfo {
                 code: 1,
@@ -317,6 +335,23 @@ mod tests {
         let mut now = status("running", 2);
         now.problem = Some("suspended by a signal".into());
         assert_eq!(goal.judge(&now), Verdict::Wait);
+    }
+
+    #[test]
+    fn without_a_probe_running_counts_after_settle() {
+        let goal = Goal::new(Verb::Restart, &status("running", 1));
+        let mut now = status("running", 2);
+        now.uptime_ms = Some(SETTLE.as_millis() as u64 - 1);
+        assert_eq!(goal.judge(&now), Verdict::Wait);
+        now.uptime_ms = Some(SETTLE.as_millis() as u64);
+        assert_eq!(kind(&goal.judge(&now)), V::Done);
+        // With a probe, its first pass is enough.
+        now.uptime_ms = Some(3);
+        now.health = Some(HealthInfo {
+            ok: true,
+            reason: "HTTP 200".into(),
+        });
+        assert_eq!(kind(&goal.judge(&now)), V::Done);
     }
 
     #[test]

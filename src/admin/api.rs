@@ -7,8 +7,11 @@
 //! | `GET /readyz` | 200 when every program that should run is ready, else 503 with one reason per line |
 //! | `GET /health` | `{"ready": bool, "reasons": [..]}` (200 or 503 as `/readyz`) |
 //! | `POST /programs/{name}/start\|stop\|restart` | 200 with the new state; 404 unknown program; 503 shutting down |
+//! | `GET /events[?recent=N]` | Server-Sent Events, one per supervisor event (`supervisor::events::Record` as JSON), the last N kept ones first |
+//! | `GET /logs?program=A&n=N&since_ms=T&follow=true` | programs' kept output lines as NDJSON, oldest first; `follow` streams new ones |
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::{Path as UrlPath, State};
@@ -20,12 +23,22 @@ use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
 
 use super::snapshot::Snapshot;
+use crate::supervisor::events::EventLog;
+use crate::supervisor::logs::LogBook;
 use crate::supervisor::{AdminError, AdminVerb, Msg};
 
+/// What the API handlers share with the supervisor.
 #[derive(Clone)]
-struct ApiState {
-    tx: mpsc::UnboundedSender<Msg>,
+pub struct Shared {
+    /// Requests to the owner task.
+    pub tx: mpsc::UnboundedSender<Msg>,
+    /// The event stream (read without asking the owner).
+    pub events: Arc<EventLog>,
+    /// The programs' kept output (read without asking the owner).
+    pub logs: Arc<LogBook>,
 }
+
+type ApiState = Shared;
 
 impl ApiState {
     /// Asks the owner for the current status (built on demand).
@@ -36,14 +49,16 @@ impl ApiState {
     }
 }
 
-pub fn router(tx: mpsc::UnboundedSender<Msg>) -> Router {
+pub fn router(shared: Shared) -> Router {
     Router::new()
         .route("/status", get(status))
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/health", get(health))
+        .route("/events", get(super::stream::events))
+        .route("/logs", get(super::stream::logs))
         .route("/programs/{name}/{verb}", post(command))
-        .with_state(ApiState { tx })
+        .with_state(shared)
 }
 
 fn gone() -> Response {
@@ -73,8 +88,8 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-pub async fn serve(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>) {
-    let _ = axum::serve(listener, router(tx)).await;
+pub async fn serve(listener: UnixListener, shared: Shared) {
+    let _ = axum::serve(listener, router(shared)).await;
 }
 
 async fn status(State(s): State<ApiState>) -> Response {

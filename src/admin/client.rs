@@ -522,6 +522,10 @@ pub fn logs_main(args: &LogsArgs) -> ExitCode {
             if args.json {
                 return Some(format!("{raw}\n"));
             }
+            if let Some(n) = skipped(raw) {
+                eprintln!("selfheal: {n} lines skipped (this reader fell behind)");
+                return None;
+            }
             let line: LogLine = serde_json::from_str(raw).ok()?;
             let name = pad(&line.program, width);
             Some(match args.timestamps {
@@ -546,11 +550,20 @@ struct EventLine {
 }
 
 /// `selfheal events [--json] [--recent N]`: a client of `GET /events` (SSE),
-/// printing `TIME program | message` (or each event's JSON) until the
-/// supervisor exits.
+/// printing `TIME program | message` (`selfheal` for the supervisor's own
+/// events; names aligned), or each event's JSON, until the supervisor exits.
 pub fn events_main(args: &EventsArgs) -> ExitCode {
     run(async {
         let mut conn = Conn::open(&args.socket).await?;
+        let width = conn
+            .snapshot()
+            .await?
+            .programs
+            .iter()
+            .map(|p| p.name.chars().count())
+            .chain(["selfheal".len()])
+            .max()
+            .unwrap_or(0);
         let uri = match args.recent {
             Some(n) => format!("/events?recent={n}"),
             None => "/events".to_string(),
@@ -579,8 +592,12 @@ pub fn events_main(args: &EventsArgs) -> ExitCode {
             if args.json {
                 return Some(format!("{raw}\n"));
             }
+            if let Some(n) = skipped(&raw) {
+                eprintln!("selfheal: {n} events skipped (this reader fell behind)");
+                return None;
+            }
             let event: EventLine = serde_json::from_str(&raw).ok()?;
-            let who = event.program.as_deref().unwrap_or("selfheal");
+            let who = pad(event.program.as_deref().unwrap_or("selfheal"), width);
             Some(format!("{} {who} | {}\n", event.ts, event.message))
         })
         .await?;
@@ -631,6 +648,15 @@ async fn each_line(
         }
     }
     Ok(())
+}
+
+/// `{"skipped": N}`: the supervisor's note that a slow reader lost N items.
+fn skipped(raw: &str) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Skipped {
+        skipped: u64,
+    }
+    serde_json::from_str::<Skipped>(raw).ok().map(|s| s.skipped)
 }
 
 fn pad(name: &str, width: usize) -> String {

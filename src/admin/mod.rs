@@ -20,4 +20,5 @@ pub mod advertise;
 pub mod api;
 pub mod client;
 pub mod snapshot;
+pub mod stream;
 pub mod wait;

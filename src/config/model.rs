@@ -25,6 +25,9 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     pub on_give_up: GiveUp,
     pub admin_socket: PathBuf,
+    /// Bytes of recent output kept in memory per program for `selfheal logs`
+    /// (`log_ring = "1MiB"`; 0 keeps none).
+    pub log_ring: usize,
 }
 
 /// What the supervisor does when a program exceeds its restart limit.
@@ -164,6 +167,7 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(20),
             on_give_up: GiveUp::Exit,
             admin_socket: PathBuf::from("/run/selfheal/admin.sock"),
+            log_ring: 1024 * 1024,
         }
     }
 }

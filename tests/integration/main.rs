@@ -19,6 +19,7 @@ mod init_signals;
 mod init_stdio;
 mod init_tty;
 mod init_util;
+mod ops_stream;
 mod proxy_access_log;
 mod proxy_balance;
 mod proxy_conformance;

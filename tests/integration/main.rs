@@ -6,6 +6,7 @@ mod app_util;
 mod cli_discover;
 mod cli_exit;
 mod cli_generate;
+mod cli_logs;
 mod cli_status;
 mod cli_util;
 mod cli_wait;

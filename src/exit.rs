@@ -2,13 +2,12 @@
 
 use std::process::ExitCode;
 
-/// Why the supervisor (or a CLI command) ended.
+/// Why the supervisor ended (the client commands have [`CliExit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
-    /// Clean shutdown after SIGTERM/SIGINT/SIGQUIT, or a CLI command that succeeded.
+    /// Clean shutdown after SIGTERM/SIGINT/SIGQUIT (also `check` that found no error).
     Clean,
-    /// Runtime failure of the supervisor itself (a socket it could not bind, an
-    /// admin API it could not reach from the CLI).
+    /// Runtime failure of the supervisor itself (a socket it could not bind).
     Internal,
     /// The configuration (or the command line) is invalid.
     Config,

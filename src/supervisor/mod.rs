@@ -216,7 +216,8 @@ pub(crate) struct Slot {
     program: Arc<Program>,
     /// Its replica number (`SELFHEAL_REPLICA`).
     replica: u32,
-    /// Bumped at every spawn, so probe results of a past incarnation are dropped.
+    /// Bumped at every spawn attempt (a failed exec too), so probe results of a
+    /// past incarnation are dropped; the status shows it as `incarnation`.
     generation: u64,
     probe: Option<tokio::task::AbortHandle>,
     listen: services::Listen,
@@ -309,6 +310,11 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         }
     }
     let (stack, instances) = build_stack(&config, pid, &args.main);
+    let advertised = admin_socket.as_deref().and_then(|s| {
+        crate::admin::advertise::advertise(s)
+            .map_err(|e| output.note(&e))
+            .ok()
+    });
     let mut sup = Supervisor {
         stack,
         main_death_signal: args.main.pdeathsig,
@@ -357,6 +363,9 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
             _ = sleep_until(deadline) => sup.feed(StackInput::Deadline),
         }
     };
+    if let Some(advertised) = advertised {
+        advertised.withdraw();
+    }
     if let Some(socket) = &admin_socket {
         let _ = std::fs::remove_file(socket);
     }
@@ -505,9 +514,20 @@ impl Supervisor {
         let Some(config) = self.configs.get(service) else {
             return;
         };
-        if index == self.slots.len() {
-            self.slots.push(services::slot_of(config, replica));
+        if index != self.slots.len() {
+            return;
         }
+        let mut slot = services::slot_of(config, replica);
+        // A surge's new process continues the count of the one it replaces.
+        let replaced = self
+            .stack
+            .members
+            .get(index)
+            .and_then(|m| m.instance.replaces);
+        if let Some(old) = replaced.and_then(|o| self.slots.get(o)) {
+            slot.generation = old.generation;
+        }
+        self.slots.push(slot);
     }
 
     fn spawn(&mut self, i: usize) -> Input {
@@ -522,6 +542,7 @@ impl Supervisor {
             slot.program = config.program.clone();
             slot.listen = config.listen.clone();
         }
+        slot.generation += 1;
         let p = &slot.program;
         // Only programs with several replicas get their number (the others'
         // environment stays exactly the supervisor's plus `env`).
@@ -562,7 +583,6 @@ impl Supervisor {
         };
         match spawn::spawn(&spec) {
             Ok(child) => {
-                slot.generation += 1;
                 slot.started_at_ms = Some(snapshot::now_ms());
                 slot.spawned_at = Instant::now();
                 slot.spawned_boot = boot_time();
@@ -780,7 +800,8 @@ impl Supervisor {
                     .stack
                     .service(&m.instance.service)
                     .is_some_and(|s| s.replicas > 1);
-                status_of(m, s, now, many)
+                let rollout = self.stack.rollout_state(&m.instance.service);
+                status_of(m, s, now, many, rollout)
             })
             .collect();
         Snapshot {
@@ -798,7 +819,13 @@ impl Supervisor {
 }
 
 /// One program's line of the status.
-fn status_of(member: &Member, slot: &Slot, now: Instant, many: bool) -> ProgramStatus {
+fn status_of(
+    member: &Member,
+    slot: &Slot,
+    now: Instant,
+    many: bool,
+    rollout: Option<&str>,
+) -> ProgramStatus {
     let m = &member.machine;
     let instance = &member.instance;
     let name = match (many, instance.replica) {
@@ -810,10 +837,12 @@ fn status_of(member: &Member, slot: &Slot, now: Instant, many: bool) -> ProgramS
         program: instance.service.to_string(),
         replica: instance.replica,
         retiring: instance.retiring,
+        rollout: rollout.map(String::from),
         state: m.state_name().to_string(),
         ready: m.is_ready(),
         problem: problem(m),
         pid: m.state.pid(),
+        incarnation: slot.generation,
         started_at_ms: m.state.pid().and(slot.started_at_ms),
         uptime_ms: None,
         restarts: m.total_restarts,

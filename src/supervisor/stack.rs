@@ -261,6 +261,8 @@ pub struct Stack {
     /// surge is over): checked after every input without scanning all members.
     retiring: Vec<usize>,
     surges: Vec<usize>,
+    /// How each program's last rollout ended (true: every replacement ready).
+    rollout_outcomes: std::collections::HashMap<Arc<str>, bool>,
 }
 
 /// An exit code as the one byte a process can return.
@@ -302,6 +304,7 @@ impl Stack {
             rollouts: Vec::new(),
             retiring: Vec::new(),
             surges: Vec::new(),
+            rollout_outcomes: std::collections::HashMap::new(),
         }
     }
 

@@ -3,6 +3,13 @@ mod app_counting;
 mod app_lifecycle;
 mod app_redis_outage;
 mod app_util;
+mod cli_discover;
+mod cli_exit;
+mod cli_generate;
+mod cli_logs;
+mod cli_status;
+mod cli_util;
+mod cli_wait;
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;

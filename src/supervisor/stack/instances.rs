@@ -247,6 +247,7 @@ impl Stack {
         };
         let service = rule.name.clone();
         self.rollouts.retain(|r| r.service != service);
+        self.rollout_outcomes.remove(&service);
         self.rollouts.push(Rollout {
             service,
             queue: members.into(),
@@ -398,6 +399,7 @@ impl Stack {
                     None => return Some(r),
                     Some(true) => r.step = None,
                     Some(false) => {
+                        self.rollout_outcomes.insert(r.service.clone(), false);
                         out.push(StackAction::Note(Note::RolloutFailed {
                             program: r.service.clone(),
                             left: r.queue.len(),
@@ -407,6 +409,7 @@ impl Stack {
                 },
                 None => {
                     let Some(index) = r.queue.pop_front() else {
+                        self.rollout_outcomes.insert(r.service.clone(), true);
                         out.push(StackAction::Note(Note::RolloutDone {
                             program: r.service.clone(),
                         }));
@@ -475,6 +478,17 @@ impl Stack {
                 }
             }
         }
+    }
+
+    /// The last rollout of `service`: `running`, `done`, `failed`, or `None`
+    /// (never restarted).
+    pub fn rollout_state(&self, service: &str) -> Option<&'static str> {
+        if self.rolling(service) {
+            return Some("running");
+        }
+        self.rollout_outcomes
+            .get(service)
+            .map(|ok| if *ok { "done" } else { "failed" })
     }
 
     /// Whether a rollout of `service` is under way.

@@ -1,5 +1,7 @@
 //! Operations surface: the admin HTTP API on a unix socket (file permissions are
-//! the authentication), its CLI client, and the snapshot they exchange.
+//! the authentication) and, optionally, on TCP with a bearer token (`auth`), the
+//! live status page it serves (`page`), its CLI client, and the snapshot they
+//! exchange.
 
 // PID 1 must not panic: no unwrap/expect/panic/unchecked indexing on runtime
 // paths (tests may, where a panic is the failure report).
@@ -17,5 +19,7 @@
 )]
 
 pub mod api;
+pub mod auth;
 pub mod client;
+pub mod page;
 pub mod snapshot;

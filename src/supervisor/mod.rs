@@ -274,6 +274,23 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
             }
         }
     }
+    let admin_tcp = match launch.admin {
+        true => match crate::admin::api::bind_tcp(&config.supervisor).await {
+            Ok(Some((listener, auth))) => {
+                let addr = listener.local_addr().ok();
+                tokio::spawn(crate::admin::api::serve_tcp(listener, tx.clone(), auth));
+                addr
+            }
+            Ok(None) => None,
+            Err(e) => {
+                let text = format!("cannot serve the admin API on TCP: {e:#}");
+                output.note(&text);
+                eprintln!("selfheal: {text}");
+                return Exit::Internal;
+            }
+        },
+        false => None,
+    };
     let mut sup = Supervisor {
         stack: build_stack(&config, pid, &args.main),
         main_death_signal: args.main.pdeathsig,
@@ -286,12 +303,13 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         exit: None,
     };
     sup.output.note(&format!(
-        "supervising {} programs as pid {pid}{}; admin socket {}",
+        "supervising {} programs as pid {pid}{}; admin socket {}{}",
         sup.slots.len(),
         if pid == 1 { " (init)" } else { " (subreaper)" },
         admin_socket
             .as_ref()
-            .map_or_else(|| "none".to_string(), |s| s.display().to_string())
+            .map_or_else(|| "none".to_string(), |s| s.display().to_string()),
+        admin_tcp.map_or_else(String::new, |a| format!(", admin on http://{a}/"))
     ));
     for warning in &config.warnings {
         sup.output.note(&warning.display(&config.path).to_string());

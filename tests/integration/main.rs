@@ -13,6 +13,8 @@ mod init_signals;
 mod init_stdio;
 mod init_tty;
 mod init_util;
+mod ops_admin_tcp;
+mod ops_page;
 mod proxy_access_log;
 mod proxy_balance;
 mod proxy_conformance;

@@ -5,7 +5,7 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | no token configured (`admin_listen` on loopback without `admin_token_file`) | passed on: anyone on this host may use it |
+//! | no token configured (`admin_listen` on loopback without `admin_token_file`) | passed on when its `Host` is an IP address or `localhost`: anyone on this host may use it; any other host name gets `403` (a web page whose name was re-pointed at 127.0.0.1, DNS rebinding, must not drive the API from a local browser) |
 //! | `GET`/`HEAD` of a route listed in `admin_public` (`/metrics`, `/livez`, `/readyz`) | passed on |
 //! | `Authorization: Bearer <token>`, or the cookie [`COOKIE`] holding it | passed on |
 //! | `GET /?token=<token>` | `303 See Other` to `/` with `Set-Cookie: selfheal_admin=<token>; HttpOnly; SameSite=Strict; Path=/` |
@@ -87,6 +87,22 @@ fn offered(token: &AdminToken, headers: &HeaderMap) -> Offered {
     }
 }
 
+/// Whether the request's `Host` names this machine by address (`127.0.0.1:9100`,
+/// `[::1]`) or as `localhost`: what a browser sends for a page of this listener,
+/// and never for a page of another site, even one whose name resolves to a
+/// loopback address. No `Host` (HTTP/1.0 tools) counts as local.
+fn local_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.typed_get::<headers::Host>() else {
+        return !headers.contains_key(header::HOST);
+    };
+    let name = host.hostname();
+    let name = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
 /// `?token=…` on the page's URL.
 #[derive(Deserialize)]
 struct TokenQuery {
@@ -96,6 +112,13 @@ struct TokenQuery {
 /// The middleware (see the module doc for the rules).
 pub async fn require(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
     let Some(token) = &auth.token else {
+        if !local_host(request.headers()) {
+            return (
+                StatusCode::FORBIDDEN,
+                "without admin_token_file, the admin API answers only requests to an IP address or localhost\n",
+            )
+                .into_response();
+        }
         return next.run(request).await;
     };
     if auth.is_public(request.method(), request.uri().path()) {
@@ -208,6 +231,22 @@ mod tests {
             ]),
             "bad"
         );
+    }
+
+    #[test]
+    fn without_a_token_only_addresses_and_localhost_are_served() {
+        for (host, local) in [
+            ("127.0.0.1:9100", true),
+            ("[::1]:9100", true),
+            ("10.1.2.3", true),
+            ("localhost:9100", true),
+            ("LOCALHOST", true),
+            ("evil.example:9100", false),
+            ("localhost.evil.example", false),
+        ] {
+            assert_eq!(local_host(&headers(&[("host", host)])), local, "{host}");
+        }
+        assert!(local_host(&HeaderMap::new()));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The admin API over TCP (`admin_listen`): a bearer token on every request
 //! (none, wrong → 401 with `WWW-Authenticate: Bearer`), the `admin_public`
 //! routes open without it, the page's `/?token=` login cookie, the unix socket
-//! still unauthenticated; and no token on a non-loopback address is a config
+//! still unauthenticated; without a token (loopback only) requests for other
+//! host names are refused; and no token on a non-loopback address is a config
 //! error (exit 2, `file:line:column`).
 
 use std::process::Command;
@@ -155,6 +156,16 @@ fn loopback_without_a_token_is_open() {
     );
     let csp = r.header("content-security-policy").unwrap_or_default();
     assert!(csp.contains("default-src 'none'"), "{csp:?}");
+    // A page of another site whose name resolves to 127.0.0.1 (DNS rebinding)
+    // cannot drive the token-less API from a local browser.
+    for host in ["evil.example", "localhost.evil.example:80"] {
+        let req = format!("POST /programs/app/stop HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let r = must(raw_request(&addr, req.as_bytes(), SOON), host);
+        assert_eq!(r.status, 403, "{host}: {}", r.text());
+    }
+    let r = must(get(&addr, "/status", &[]), "status");
+    assert_eq!(r.status, 200);
+    assert_eq!(sup.program("app")["state"], "running");
 }
 
 fn run(args: &[&str], config: &std::path::Path) -> (i32, String) {

@@ -9,8 +9,11 @@
 //! | `GET /readyz` | 200 when every program that should run is ready, else 503 with one reason per line |
 //! | `GET /health` | `{"ready": bool, "reasons": [..]}` (200 or 503 as `/readyz`) |
 //! | `POST /programs/{name}/start\|stop\|restart` | 200 with the new state; 404 unknown program; 503 shutting down |
+//! | `GET /events[?recent=N]` | Server-Sent Events, one per supervisor event (`supervisor::events::Record` as JSON), the last N kept ones first |
+//! | `GET /logs?program=A&n=N&since_ms=T&follow=true` | programs' kept output lines as NDJSON, oldest first; `follow` streams new ones |
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::{Path as UrlPath, State};
@@ -23,12 +26,22 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::auth;
 use super::snapshot::Snapshot;
+use crate::supervisor::events::EventLog;
+use crate::supervisor::logs::LogBook;
 use crate::supervisor::{AdminError, AdminVerb, Msg};
 
+/// What the API handlers share with the supervisor.
 #[derive(Clone)]
-struct ApiState {
-    tx: mpsc::UnboundedSender<Msg>,
+pub struct Shared {
+    /// Requests to the owner task.
+    pub tx: mpsc::UnboundedSender<Msg>,
+    /// The event stream (read without asking the owner).
+    pub events: Arc<EventLog>,
+    /// The programs' kept output (read without asking the owner).
+    pub logs: Arc<LogBook>,
 }
+
+type ApiState = Shared;
 
 impl ApiState {
     /// Asks the owner for the current status (built on demand).
@@ -39,15 +52,17 @@ impl ApiState {
     }
 }
 
-pub fn router(tx: mpsc::UnboundedSender<Msg>) -> Router {
+pub fn router(shared: Shared) -> Router {
     Router::new()
         .route("/", get(super::page::page))
         .route("/status", get(status))
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/health", get(health))
+        .route("/events", get(super::stream::events))
+        .route("/logs", get(super::stream::logs))
         .route("/programs/{name}/{verb}", post(command))
-        .with_state(ApiState { tx })
+        .with_state(shared)
 }
 
 fn gone() -> Response {
@@ -77,8 +92,8 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-pub async fn serve(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>) {
-    let _ = axum::serve(listener, router(tx)).await;
+pub async fn serve(listener: UnixListener, shared: Shared) {
+    let _ = axum::serve(listener, router(shared)).await;
 }
 
 /// Binds `admin_listen`, when set, with the [`auth::Auth`] its requests pass.
@@ -87,7 +102,7 @@ pub async fn serve(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>) {
 /// host checks): the API is never served without the token it was given.
 pub async fn bind_tcp(
     settings: &crate::config::Settings,
-) -> anyhow::Result<Option<(tokio::net::TcpListener, std::sync::Arc<auth::Auth>)>> {
+) -> anyhow::Result<Option<(tokio::net::TcpListener, Arc<auth::Auth>)>> {
     let Some(addr) = settings.admin_listen else {
         return Ok(None);
     };
@@ -103,12 +118,8 @@ pub async fn bind_tcp(
 
 /// Serves the same [`router`] on TCP (`admin_listen`), every request through
 /// [`auth::require`] (bearer token or cookie; `admin_public` routes open).
-pub async fn serve_tcp(
-    listener: tokio::net::TcpListener,
-    tx: mpsc::UnboundedSender<Msg>,
-    auth: std::sync::Arc<auth::Auth>,
-) {
-    let app = router(tx).layer(axum::middleware::from_fn_with_state(auth, auth::require));
+pub async fn serve_tcp(listener: tokio::net::TcpListener, shared: Shared, auth: Arc<auth::Auth>) {
+    let app = router(shared).layer(axum::middleware::from_fn_with_state(auth, auth::require));
     let _ = axum::serve(listener, app).await;
 }
 

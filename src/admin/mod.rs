@@ -23,3 +23,4 @@ pub mod auth;
 pub mod client;
 pub mod page;
 pub mod snapshot;
+pub mod stream;

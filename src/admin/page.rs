@@ -42,3 +42,49 @@ pub async fn page() -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PAGE;
+
+    /// The string literals of the `kind` function in `source`.
+    fn kinds(source: &str) -> Vec<String> {
+        let start = source
+            .find("pub fn kind(&self) -> &'static str {")
+            .expect("a kind function");
+        let body = &source[start..];
+        let body = &body[..body.find("\n    }\n").expect("its end")];
+        body.split('"')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `EventSource` hands a named event only to a listener of that name: a
+    /// kind missing from the page's list would never reach it.
+    #[test]
+    fn the_page_listens_to_every_event_kind() {
+        let mut all = kinds(include_str!("../supervisor/events.rs"));
+        all.extend(kinds(include_str!("../supervisor/notes.rs")));
+        all.push("note".to_string());
+        assert!(all.len() > 15, "{all:?}");
+        for kind in all {
+            assert!(
+                PAGE.contains(&format!("'{kind}'")),
+                "page.html does not listen to the event kind {kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn data_reaches_the_page_as_text_only() {
+        assert!(!PAGE.contains("innerHTML"));
+        assert!(!PAGE.contains("insertAdjacentHTML"));
+        assert!(!PAGE.contains("document.write"));
+        assert!(
+            !PAGE.contains("http://") && !PAGE.contains("https://"),
+            "external asset"
+        );
+    }
+}

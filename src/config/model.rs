@@ -37,6 +37,9 @@ pub struct Settings {
     /// `admin_public`: GET routes served over TCP without the token (for
     /// Kubernetes probes and Prometheus). Empty by default.
     pub admin_public: Vec<PublicRoute>,
+    /// Bytes of recent output kept in memory per program for `selfheal logs`
+    /// (`log_ring = "1MiB"`; 0 keeps none).
+    pub log_ring: usize,
 }
 
 /// A bearer token (RFC 6750 `b64token` characters), never printed: its `Debug`
@@ -248,6 +251,7 @@ impl Default for Settings {
             admin_token_file: None,
             admin_token: None,
             admin_public: Vec::new(),
+            log_ring: 1024 * 1024,
         }
     }
 }

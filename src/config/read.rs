@@ -22,6 +22,10 @@ use super::model::*;
 type Value<'i> = Spanned<DeValue<'i>>;
 
 /// Longest duration accepted anywhere in the config.
+/// Largest `log_ring`: a program's ring must never be able to exhaust memory by
+/// a typo.
+const MAX_LOG_RING: u64 = 1 << 30;
+
 const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Reading context: diagnostics plus the variable lookup used for `${VAR}`.
@@ -247,6 +251,40 @@ impl<'s, 'e> Reader<'s, 'e> {
         }
     }
 
+    /// A size in bytes: `"1MiB"`, `"512KiB"`, `"2MB"`, `"0"`, or an integer
+    /// of bytes; at most `max`.
+    fn size(&mut self, v: &Value, field: &str, max: u64) -> Option<u64> {
+        let parsed = match v.get_ref() {
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| "a size cannot be negative".to_string()),
+            DeValue::String(text) => text
+                .trim()
+                .parse::<bytesize::ByteSize>()
+                .map(|b| b.as_u64())
+                .map_err(|e| format!("invalid size {text:?}: {e}")),
+            _ => Err("expected a size such as \"1MiB\" or a number of bytes".to_string()),
+        };
+        match parsed {
+            Ok(n) if n <= max => Some(n),
+            Ok(_) => {
+                let max = bytesize::ByteSize::b(max).display().iec();
+                self.diags
+                    .error(v.span(), field, format!("larger than the maximum {max}"));
+                None
+            }
+            Err(e) => {
+                self.diags.error(
+                    v.span(),
+                    field,
+                    format!("{e} (write e.g. \"1MiB\", \"512KiB\")"),
+                );
+                None
+            }
+        }
+    }
+
     fn integer(&mut self, v: &Value, field: &str, min: i64) -> Option<i64> {
         let parsed = match v.get_ref() {
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
@@ -432,6 +470,7 @@ impl<'s, 'e> Reader<'s, 'e> {
                 "admin_listen",
                 "admin_token_file",
                 "admin_public",
+                "log_ring",
             ],
         );
         let mut settings = Settings::default();
@@ -452,6 +491,12 @@ impl<'s, 'e> Reader<'s, 'e> {
                 if self.no_nul(&s, v.span(), &field) {
                     settings.admin_socket = PathBuf::from(s);
                 }
+            }
+        }
+        if let Some(v) = f.get("log_ring") {
+            let field = f.field("log_ring");
+            if let Some(bytes) = self.size(v, &field, MAX_LOG_RING) {
+                settings.log_ring = bytes as usize;
             }
         }
         if let Some(v) = f.get("admin_listen") {

@@ -13,6 +13,7 @@
 //!   stalled one costs dropped lines, reported as one line
 //!   `selfheal | N lines dropped …` where the gap is; never a blocked supervisor.
 
+pub mod ring;
 mod writer;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,7 +23,10 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use crate::cli::LogFormat;
+pub use ring::{LogBook, LogLine, Selection};
 pub use writer::Writer;
+
+use super::events::Record;
 
 /// Longest piece of a program's line written as one line, in bytes.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -40,6 +44,7 @@ pub struct Output {
     width: usize,
     writer: Arc<Writer>,
     readers: Arc<Readers>,
+    book: Arc<LogBook>,
 }
 
 /// The reader tasks still running, so that exit can wait for their last lines.
@@ -88,14 +93,16 @@ pub enum Destination {
 }
 
 impl Output {
-    /// Output to the process's stdout, through its own writer thread.
+    /// Output to the process's stdout, through its own writer thread, with
+    /// rings of the default size.
     pub fn new(format: LogFormat, names: &[&str]) -> Output {
-        Output::to(format, names, Destination::Stdout)
+        Output::to(format, names, Destination::Stdout, ring::DEFAULT_CAPACITY)
     }
 
     /// Output to `destination`, through its own writer thread (none for
-    /// [`Destination::Nowhere`]).
-    pub fn to(format: LogFormat, names: &[&str], destination: Destination) -> Output {
+    /// [`Destination::Nowhere`]); every program line is also kept in a ring
+    /// of `ring` bytes per program.
+    pub fn to(format: LogFormat, names: &[&str], destination: Destination, ring: usize) -> Output {
         let width = names
             .iter()
             .map(|n| n.len())
@@ -118,7 +125,18 @@ impl Output {
             width,
             writer: Arc::new(writer),
             readers: Arc::default(),
+            book: Arc::new(LogBook::new(ring)),
         }
+    }
+
+    /// The programs' kept lines (`selfheal logs`).
+    pub fn book(&self) -> Arc<LogBook> {
+        self.book.clone()
+    }
+
+    /// Lines dropped so far because stdout was not read fast enough.
+    pub fn dropped(&self) -> u64 {
+        self.writer.dropped()
     }
 
     /// At exit: waits (at most `timeout`) until every program's output has
@@ -143,9 +161,43 @@ impl Output {
     /// A line a program printed; `partial` when it was cut at [`MAX_LINE`]
     /// and continues in the next line. Waits for room while stdout makes
     /// progress (see [`Writer::push_program`]); called by reader tasks only.
-    pub async fn program_line(&self, program: &str, line: &str, partial: bool) {
+    pub async fn program_line(&self, program: &Arc<str>, line: &str, partial: bool) {
+        self.book.keep(program, line, partial);
         let line = format_line(self.format, self.width, program, "output", line, partial);
         self.writer.push_program(line).await;
+    }
+
+    /// A supervisor event: in human format `source | message` (source: the
+    /// program's name before the message, or `selfheal`), in JSON the whole
+    /// record with its fields.
+    pub fn record(&self, record: &Record) {
+        let line = match self.format {
+            LogFormat::Human => {
+                let text = match &record.program {
+                    Some(program) => format!("{program} {}", record.message),
+                    None => record.message.clone(),
+                };
+                format_line(self.format, self.width, SELF, "event", &text, false)
+            }
+            LogFormat::Json => {
+                let mut value = record.to_json();
+                if let Some(fields) = value.as_object_mut() {
+                    fields.remove("seq");
+                    fields.insert(
+                        "event".into(),
+                        fields.get("kind").cloned().unwrap_or_default(),
+                    );
+                    fields.insert("kind".into(), "event".into());
+                    if !fields.get("program").is_some_and(|p| p.is_string()) {
+                        fields.insert("program".into(), SELF.into());
+                    }
+                }
+                let mut line = value.to_string().into_bytes();
+                line.push(b'\n');
+                line
+            }
+        };
+        self.writer.push(line);
     }
 
     /// A supervisor event about `program` (`app exited with code 1 …`).
@@ -193,20 +245,37 @@ fn format_line(
             format!("{source:<width$} | {text}{mark}\n").into_bytes()
         }
         LogFormat::Json => {
-            let ts = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis());
+            let now = std::time::SystemTime::now();
             let mut value = serde_json::json!({
-                "ts_ms": ts, "program": source, "kind": kind, "message": text
+                "ts": super::events::rfc3339(now), "ts_ms": super::events::epoch_ms(now),
+                "program": source, "kind": kind,
             });
-            if let (true, Some(fields)) = (partial, value.as_object_mut()) {
-                fields.insert("partial".into(), serde_json::Value::Bool(true));
+            if let Some(fields) = value.as_object_mut() {
+                // A program's own JSON line is embedded as an object, so a
+                // log pipeline sees its fields rather than an escaped string.
+                match embedded_json(kind, text, partial) {
+                    Some(object) => fields.insert("json".into(), object),
+                    None => fields.insert("message".into(), text.into()),
+                };
+                if partial {
+                    fields.insert("partial".into(), serde_json::Value::Bool(true));
+                }
             }
             let mut line = value.to_string().into_bytes();
             line.push(b'\n');
             line
         }
     }
+}
+
+/// A whole output line that is a JSON object, parsed (else `None`).
+fn embedded_json(kind: &str, text: &str, partial: bool) -> Option<serde_json::Value> {
+    if kind != "output" || partial || !text.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .filter(|v| v.is_object())
 }
 
 /// Copies a program's output to [`Output`] line by line until the pipe closes
@@ -232,9 +301,13 @@ pub fn pump(output: Output, program: Arc<str>, reader: std::io::PipeReader) {
             match pipe.read_buf(&mut pending).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) if output.writer.stalled() => {
-                    // Dropped anyway: count the lines without formatting them.
+                    // Not written: kept in the ring and counted, not formatted.
                     let mut lines = 0;
-                    let used = split_lines(&pending, |_, _| lines += 1);
+                    let used = split_lines(&pending, |line, partial| {
+                        lines += 1;
+                        let line = String::from_utf8_lossy(line);
+                        output.book.keep(&program, &line, partial);
+                    });
                     pending.drain(..used);
                     output.writer.count_dropped(lines);
                 }

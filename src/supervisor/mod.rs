@@ -8,6 +8,7 @@
 //! - [`stack`]: the whole stack's policy (pure), with its transition table.
 //! - [`state`]: one program's lifecycle (pure), with its transition table.
 //! - [`notes`]: the supervisor's own typed events.
+//! - [`events`]: every event as one record (lines, `GET /events`, the page).
 //! - [`backoff`]: restart delays.
 //! - [`spawn`]: fork/exec with a clean child.
 //! - [`reaper`]: the one `waitid`/`waitpid(-1)` drain, plus /proc look-ups.
@@ -34,6 +35,7 @@
 )]
 
 pub mod backoff;
+pub mod events;
 pub mod exec_error;
 pub mod health;
 mod hygiene;
@@ -61,6 +63,7 @@ use crate::admin::snapshot::{self, ExitInfo, HealthInfo, ProgramStatus, Snapshot
 use crate::cli::RunArgs;
 use crate::config::{self, Config, Program};
 use crate::exit::Exit;
+use events::{EventLog, Record};
 use health::ExecWaiters;
 use logs::Output;
 pub use stack::AdminVerb;
@@ -224,6 +227,7 @@ struct Supervisor {
     tx: mpsc::UnboundedSender<Msg>,
     waiters: ExecWaiters,
     output: Output,
+    events: Arc<EventLog>,
     started_at_ms: u64,
     exit: Option<Exit>,
 }
@@ -231,7 +235,13 @@ struct Supervisor {
 async fn run(launch: Launch, args: RunArgs) -> Exit {
     let config = launch.config;
     let names: Vec<&str> = config.programs.iter().map(|p| p.name.as_str()).collect();
-    let output = Output::to(args.log_format, &names, launch.destination);
+    let output = Output::to(
+        args.log_format,
+        &names,
+        launch.destination,
+        config.supervisor.log_ring,
+    );
+    let events = Arc::new(EventLog::default());
     // Handlers first: PID 1 ignores every signal it has no handler for.
     let mut signals = match signals::install() {
         Ok((s, warnings)) => {
@@ -261,10 +271,15 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let admin_socket = launch.admin.then(|| config.supervisor.admin_socket.clone());
+    let shared = crate::admin::api::Shared {
+        tx: tx.clone(),
+        events: events.clone(),
+        logs: output.book(),
+    };
     if let Some(socket) = &admin_socket {
         match crate::admin::api::bind(socket) {
             Ok(listener) => {
-                tokio::spawn(crate::admin::api::serve(listener, tx.clone()));
+                tokio::spawn(crate::admin::api::serve(listener, shared.clone()));
             }
             Err(e) => {
                 let text = format!("cannot serve the admin API on {}: {e:#}", socket.display());
@@ -278,7 +293,7 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         true => match crate::admin::api::bind_tcp(&config.supervisor).await {
             Ok(Some((listener, auth))) => {
                 let addr = listener.local_addr().ok();
-                tokio::spawn(crate::admin::api::serve_tcp(listener, tx.clone(), auth));
+                tokio::spawn(crate::admin::api::serve_tcp(listener, shared, auth));
                 addr
             }
             Ok(None) => None,
@@ -299,20 +314,27 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         tx,
         waiters: ExecWaiters::default(),
         output,
+        events,
         started_at_ms: snapshot::now_ms(),
         exit: None,
     };
-    sup.output.note(&format!(
-        "supervising {} programs as pid {pid}{}; admin socket {}{}",
-        sup.slots.len(),
-        if pid == 1 { " (init)" } else { " (subreaper)" },
-        admin_socket
-            .as_ref()
-            .map_or_else(|| "none".to_string(), |s| s.display().to_string()),
-        admin_tcp.map_or_else(String::new, |a| format!(", admin on http://{a}/"))
+    sup.publish(Record::text(
+        None,
+        format!(
+            "supervising {} programs as pid {pid}{}; admin socket {}{}",
+            sup.slots.len(),
+            if pid == 1 { " (init)" } else { " (subreaper)" },
+            admin_socket
+                .as_ref()
+                .map_or_else(|| "none".to_string(), |s| s.display().to_string()),
+            admin_tcp.map_or_else(String::new, |a| format!(", admin on http://{a}/"))
+        ),
     ));
     for warning in &config.warnings {
-        sup.output.note(&warning.display(&config.path).to_string());
+        sup.publish(Record::text(
+            None,
+            warning.display(&config.path).to_string(),
+        ));
     }
     let first = sup.stack.start(Instant::now());
     sup.carry_out(first);
@@ -414,6 +436,12 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 impl Supervisor {
+    /// Writes an event's line and sends it to the event stream.
+    fn publish(&self, record: Record) {
+        self.output.record(&record);
+        self.events.publish(record);
+    }
+
     /// Feeds one input to the stack and carries out everything that follows.
     fn feed(&mut self, input: StackInput) {
         let actions = self.stack.step(input, Instant::now());
@@ -449,12 +477,15 @@ impl Supervisor {
                 StackAction::Report { index, event } => {
                     touched.push(index);
                     if let Some(m) = self.stack.members.get(index) {
-                        self.output.event(&m.name, &event.to_string());
+                        self.publish(Record::of_event(&m.name, &event));
+                        if let Some(backoff) = Record::backoff_after(&m.name, &event) {
+                            self.events.publish(backoff);
+                        }
                     }
                     None
                 }
                 StackAction::Note(note) => {
-                    self.output.note(&note.to_string());
+                    self.publish(Record::of_note(&note));
                     None
                 }
                 StackAction::Exit(exit) => {
@@ -605,15 +636,14 @@ impl Supervisor {
             return None;
         }
         let owner = self.slots.iter().position(|s| s.last_pgid == Some(pgid));
-        match owner.and_then(|i| self.stack.members.get(i)) {
-            Some(m) => self.output.note(&format!(
-                "reaped orphan pid {pid} of {}'s process group ({how})",
-                m.name
-            )),
-            None => self
-                .output
-                .note(&format!("reaped orphan pid {pid} ({how})")),
-        }
+        let program = owner
+            .and_then(|i| self.stack.members.get(i))
+            .map(|m| m.name.clone());
+        self.publish(Record::of_note(&notes::Note::OrphanReaped {
+            pid,
+            program,
+            how,
+        }));
         owner.map(|i| (i, pgid))
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use super::stack::AdminVerb;
-use super::state::{human, signal_name};
+use super::state::{human, signal_name, Termination};
 use crate::exit::Exit;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +61,13 @@ pub enum Note {
     MainEnded {
         code: u8,
     },
+    /// A process that was no program's leader was reaped; `program` when it
+    /// was in that program's process group.
+    OrphanReaped {
+        pid: i32,
+        program: Option<Arc<str>>,
+        how: Termination,
+    },
 }
 
 impl fmt::Display for Note {
@@ -112,12 +119,7 @@ impl fmt::Display for Note {
                 "{program} failed: left as it is (on_give_up = \"stay\"); `selfheal start {program}` brings it back"
             ),
             Note::Operator { program, verb } => {
-                let verb = match verb {
-                    AdminVerb::Start => "start",
-                    AdminVerb::Stop => "stop",
-                    AdminVerb::Restart => "restart",
-                };
-                write!(f, "{program}: {verb} requested by the operator")
+                write!(f, "{program}: {} requested by the operator", verb.as_str())
             }
             Note::ShutdownTimeout => write!(
                 f,
@@ -153,6 +155,85 @@ impl fmt::Display for Note {
                 "all programs stopped; exiting with code {}",
                 exit.code()
             ),
+            Note::OrphanReaped {
+                pid,
+                program: Some(program),
+                how,
+            } => write!(f, "reaped orphan pid {pid} of {program}'s process group ({how})"),
+            Note::OrphanReaped {
+                pid,
+                program: None,
+                how,
+            } => write!(f, "reaped orphan pid {pid} ({how})"),
+        }
+    }
+}
+
+impl Note {
+    /// The machine-readable kind (`events::Record::kind`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Note::StopSignal { .. } | Note::DuplicateSignal { .. } | Note::Forcing { .. } => {
+                "signal"
+            }
+            Note::Forwarded { .. } | Note::NotForwarded { .. } | Note::ToMain { .. } => "signal",
+            Note::GaveUp { .. } => "gave_up",
+            Note::Operator { .. } => "operator",
+            Note::ShutdownTimeout | Note::Sweep { .. } | Note::SweepKill | Note::MainKilled => {
+                "shutdown"
+            }
+            Note::MainEnded { .. } => "main_ended",
+            Note::Exiting { .. } => "exiting",
+            Note::OrphanReaped { .. } => "orphan_reaped",
+        }
+    }
+
+    /// The program the note is about, if any.
+    pub fn program(&self) -> Option<Arc<str>> {
+        match self {
+            Note::GaveUp { program, .. } | Note::Operator { program, .. } => Some(program.clone()),
+            Note::OrphanReaped { program, .. } => program.clone(),
+            _ => None,
+        }
+    }
+
+    /// The note's facts as JSON fields (signals by name, durations in ms).
+    pub fn fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::json;
+        let value = match self {
+            Note::StopSignal { signal, already } => {
+                json!({ "signal": signal_name(*signal), "action": "stop", "already": already })
+            }
+            Note::DuplicateSignal { signal, grace } => json!({
+                "signal": signal_name(*signal), "action": "ignored",
+                "grace_ms": grace.as_millis() as u64,
+            }),
+            Note::Forcing { signal } => {
+                json!({ "signal": signal_name(*signal), "action": "force" })
+            }
+            Note::Forwarded { signal, programs } => json!({
+                "signal": signal_name(*signal), "action": "forward", "programs": programs,
+            }),
+            Note::NotForwarded { signal } => {
+                json!({ "signal": signal_name(*signal), "action": "ignored" })
+            }
+            Note::ToMain { signal, sent } => json!({
+                "signal": signal_name(*signal), "action": "forward",
+                "sent": (*sent != 0).then(|| signal_name(*sent)),
+            }),
+            Note::GaveUp { exiting, .. } => json!({ "exiting": exiting }),
+            Note::Operator { verb, .. } => json!({ "verb": verb.as_str() }),
+            Note::ShutdownTimeout => json!({ "step": "timeout" }),
+            Note::Sweep { signal } => json!({ "step": "sweep", "signal": signal.as_str() }),
+            Note::SweepKill => json!({ "step": "sweep", "signal": "SIGKILL" }),
+            Note::MainKilled => json!({ "step": "main_killed", "signal": "SIGKILL" }),
+            Note::MainEnded { code } => json!({ "code": code }),
+            Note::Exiting { exit } => json!({ "code": exit.code() }),
+            Note::OrphanReaped { pid, how, .. } => json!({ "pid": pid, "code": how.code() }),
+        };
+        match value {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
         }
     }
 }

@@ -62,6 +62,17 @@ pub enum AdminVerb {
     Restart,
 }
 
+impl AdminVerb {
+    /// The verb as the CLI and the admin API spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminVerb::Start => "start",
+            AdminVerb::Stop => "stop",
+            AdminVerb::Restart => "restart",
+        }
+    }
+}
+
 /// One supervised program as the stack sees it.
 #[derive(Debug, Clone)]
 pub struct Member {

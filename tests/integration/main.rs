@@ -15,6 +15,7 @@ mod init_tty;
 mod init_util;
 mod ops_admin_tcp;
 mod ops_page;
+mod ops_stream;
 mod proxy_access_log;
 mod proxy_balance;
 mod proxy_conformance;

@@ -67,7 +67,7 @@ fn page_lists_programs_and_shows_a_kill_live() {
         .args(["--url", &format!("http://127.0.0.1:{port}/?token={TOKEN}")])
         .args(["--expect", "app,worker,broken", "--kill", "app"])
         .args(["--expect-text", "<i>missing</i>"])
-        .args(["--mode", "polling", "--chromium", chromium])
+        .args(["--mode", "live", "--chromium", chromium])
         .arg("--screenshot")
         .arg(&shot)
         .output()

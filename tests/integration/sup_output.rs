@@ -206,8 +206,10 @@ fn a_stdout_nobody_reads_never_freezes_the_supervisor() {
     assert!(dropped > 0);
     let hwm_kb = status_kb(sup.pid(), "VmHWM");
     assert!(
-        hwm_kb < 20 * 1024,
-        "VmHWM {hwm_kb} kB ≥ 20 MB under a flood"
+        // The output queue and its batch (2 MiB at most) and the program's
+        // log ring (1 MiB by default) come on top of the runtime.
+        hwm_kb < 24 * 1024,
+        "VmHWM {hwm_kb} kB ≥ 24 MB under a flood"
     );
     kill(sup.pid(), libc::SIGTERM);
     assert!(sup.exited_within(SOON).is_some(), "no exit after SIGTERM");

@@ -91,6 +91,7 @@ fn page_lists_programs_and_shows_a_kill_live() {
     assert_eq!(app["restarts"], 1, "{app}");
     assert_eq!(app["pid"], report["new_pid"], "{report} vs {app}");
     assert_ne!(report["old_pid"], report["new_pid"]);
+    eprintln!("page_test.py: {report}");
 
     let png = std::fs::read(&shot).expect("the screenshot");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");

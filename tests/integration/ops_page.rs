@@ -40,6 +40,16 @@ fn chromium() -> &'static str {
     path
 }
 
+/// Runs tests/browser/page_test.py with `args`.
+fn page_test(args: &[&str]) -> std::process::Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/page_test.py");
+    Command::new(python())
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("run tests/browser/page_test.py")
+}
+
 #[test]
 fn page_lists_programs_and_shows_a_kill_live() {
     let chromium = chromium();
@@ -61,17 +71,22 @@ fn page_lists_programs_and_shows_a_kill_live() {
         Some(path) => Path::new(env!("CARGO_MANIFEST_DIR")).join(path),
         None => sup.path("status-page.png"),
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/page_test.py");
-    let out = Command::new(python())
-        .arg(&script)
-        .args(["--url", &format!("http://127.0.0.1:{port}/?token={TOKEN}")])
-        .args(["--expect", "app,worker,broken", "--kill", "app"])
-        .args(["--expect-text", "<i>missing</i>"])
-        .args(["--mode", "live", "--chromium", chromium])
-        .arg("--screenshot")
-        .arg(&shot)
-        .output()
-        .expect("run tests/browser/page_test.py");
+    let out = page_test(&[
+        "--url",
+        &format!("http://127.0.0.1:{port}/?token={TOKEN}"),
+        "--expect",
+        "app,worker,broken",
+        "--kill",
+        "app",
+        "--expect-text",
+        "<i>missing</i>",
+        "--mode",
+        "live",
+        "--chromium",
+        chromium,
+        "--screenshot",
+        shot.to_str().unwrap(),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -96,4 +111,39 @@ fn page_lists_programs_and_shows_a_kill_live() {
     let png = std::fs::read(&shot).expect("the screenshot");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     assert!(png.len() > 10_000, "a suspiciously small screenshot");
+}
+
+/// Negative control: the browser check fails (and kills nothing) when the page
+/// does not show what it expects.
+#[test]
+fn the_browser_check_can_fail() {
+    let chromium = chromium();
+    let port = free_port();
+    let sup = start_in(
+        temp_dir(),
+        &format!("admin_listen = \"127.0.0.1:{port}\""),
+        "[programs.app]\ncommand = [\"sleep\", \"infinity\"]\n",
+    );
+    let pid = sup.wait_pid("app");
+    let shot = sup.path("never.png");
+    let out = page_test(&[
+        "--url",
+        &format!("http://127.0.0.1:{port}/"),
+        "--expect",
+        "app,ghost",
+        "--kill",
+        "app",
+        "--timeout",
+        "3",
+        "--chromium",
+        chromium,
+        "--screenshot",
+        shot.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("timed out after 3"), "{stderr}");
+    assert!(stderr.contains("ghost"), "{stderr}");
+    assert_eq!(sup.program("app")["pid"], pid);
+    assert!(!shot.exists());
 }

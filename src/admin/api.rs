@@ -1,7 +1,9 @@
-//! The admin API (axum on the supervisor's runtime), served on a unix socket:
+//! The admin API (axum on the supervisor's runtime), served on a unix socket
+//! and, with `admin_listen`, on TCP behind [`super::auth`]:
 //!
 //! | route | answer |
 //! |---|---|
+//! | `GET /` | the live status page ([`super::page`]) |
 //! | `GET /status` | the [`Snapshot`] as JSON |
 //! | `GET /livez` | 200 while the supervisor's loop runs |
 //! | `GET /readyz` | 200 when every program that should run is ready, else 503 with one reason per line |
@@ -25,6 +27,7 @@ use axum::{Json, Router};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
 
+use super::auth;
 use super::snapshot::Snapshot;
 use crate::supervisor::events::EventLog;
 use crate::supervisor::logs::LogBook;
@@ -55,6 +58,7 @@ impl ApiState {
 
 pub fn router(shared: Shared) -> Router {
     Router::new()
+        .route("/", get(super::page::page))
         .route("/status", get(status))
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -95,6 +99,33 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 
 pub async fn serve(listener: UnixListener, shared: Shared) {
     let _ = axum::serve(listener, router(shared)).await;
+}
+
+/// Binds `admin_listen`, when set, with the [`auth::Auth`] its requests pass.
+/// Errors: the address cannot be bound, or a token file is configured but its
+/// token was not read (a config from [`crate::config::parse`], which skips the
+/// host checks): the API is never served without the token it was given.
+pub async fn bind_tcp(
+    settings: &crate::config::Settings,
+) -> anyhow::Result<Option<(tokio::net::TcpListener, Arc<auth::Auth>)>> {
+    let Some(addr) = settings.admin_listen else {
+        return Ok(None);
+    };
+    if settings.admin_token_file.is_some() && settings.admin_token.is_none() {
+        anyhow::bail!("the token of admin_token_file was not read");
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("bind {addr}"))?;
+    let auth = auth::Auth::new(settings.admin_token.clone(), settings.admin_public.clone());
+    Ok(Some((listener, auth)))
+}
+
+/// Serves the same [`router`] on TCP (`admin_listen`), every request through
+/// [`auth::require`] (bearer token or cookie; `admin_public` routes open).
+pub async fn serve_tcp(listener: tokio::net::TcpListener, shared: Shared, auth: Arc<auth::Auth>) {
+    let app = router(shared).layer(axum::middleware::from_fn_with_state(auth, auth::require));
+    let _ = axum::serve(listener, app).await;
 }
 
 async fn status(State(s): State<ApiState>) -> Response {

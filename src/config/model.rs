@@ -25,9 +25,89 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     pub on_give_up: GiveUp,
     pub admin_socket: PathBuf,
+    /// `admin_listen`: the TCP address the admin API is also served on (`None`:
+    /// off, the default). A non-loopback address needs `admin_token_file`.
+    pub admin_listen: Option<SocketAddr>,
+    /// `admin_token_file`: the file holding the bearer token every TCP request
+    /// must carry (`None`: no token, allowed on a loopback address only).
+    pub admin_token_file: Option<PathBuf>,
+    /// The token read from `admin_token_file` by the host checks ([`super::load`]);
+    /// `None` after a pure [`super::parse`], or without a token file.
+    pub admin_token: Option<AdminToken>,
+    /// `admin_public`: GET routes served over TCP without the token (for
+    /// Kubernetes probes and Prometheus). Empty by default.
+    pub admin_public: Vec<PublicRoute>,
     /// Bytes of recent output kept in memory per program for `selfheal logs`
     /// (`log_ring = "1MiB"`; 0 keeps none).
     pub log_ring: usize,
+}
+
+/// A bearer token (RFC 6750 `b64token` characters), never printed: its `Debug`
+/// is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// Validates `text` (already trimmed): not empty, and only the characters of
+    /// RFC 6750 §2.1's `b64token` (letters, digits, `-._~+/`, then `=` padding),
+    /// so that it fits an `Authorization` header and a cookie unchanged.
+    pub fn new(text: &str) -> Result<AdminToken, &'static str> {
+        if text.is_empty() {
+            return Err("the token file is empty");
+        }
+        let body = text.trim_end_matches('=');
+        let ok = !body.is_empty()
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+        if !ok {
+            return Err(
+                "the token may hold letters, digits and -._~+/ (then = padding) only, \
+                        e.g. the output of `openssl rand -hex 32`",
+            );
+        }
+        Ok(AdminToken(text.to_string()))
+    }
+
+    /// The token's text (to compare in constant time; never to log).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+/// An admin GET route that `admin_public` may open without the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicRoute {
+    /// `GET /metrics` (Prometheus).
+    Metrics,
+    /// `GET /livez` (liveness probe).
+    Livez,
+    /// `GET /readyz` (readiness probe).
+    Readyz,
+}
+
+impl PublicRoute {
+    /// Every route with its `admin_public` name.
+    pub const ALL: [(&'static str, PublicRoute); 3] = [
+        ("metrics", PublicRoute::Metrics),
+        ("livez", PublicRoute::Livez),
+        ("readyz", PublicRoute::Readyz),
+    ];
+
+    /// The URL path of the route (`/metrics`, …).
+    pub fn path(self) -> &'static str {
+        match self {
+            PublicRoute::Metrics => "/metrics",
+            PublicRoute::Livez => "/livez",
+            PublicRoute::Readyz => "/readyz",
+        }
+    }
 }
 
 /// What the supervisor does when a program exceeds its restart limit.
@@ -187,6 +267,10 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(20),
             on_give_up: GiveUp::Exit,
             admin_socket: PathBuf::from("/run/selfheal/admin.sock"),
+            admin_listen: None,
+            admin_token_file: None,
+            admin_token: None,
+            admin_public: Vec::new(),
             log_ring: 1024 * 1024,
         }
     }

@@ -409,9 +409,12 @@ impl<'s, 'e> Reader<'s, 'e> {
     /// spans of its fields. Cross-program checks are left to `graph`.
     pub fn document(&mut self, root: &DeTable) -> Document {
         let mut top = Fields::new(root, "", &["supervisor", "programs"]);
+        let mut settings_spans = SettingsSpans::default();
         let supervisor = match top.get("supervisor") {
-            Some(v) => self.table(v, "supervisor").map(|t| self.settings(t)),
-            None => Some(self.settings(&DeTable::new())),
+            Some(v) => self
+                .table(v, "supervisor")
+                .map(|t| self.settings(t, &mut settings_spans)),
+            None => Some(self.settings(&DeTable::new(), &mut settings_spans)),
         };
         let mut programs = Vec::new();
         match top.get("programs") {
@@ -454,15 +457,24 @@ impl<'s, 'e> Reader<'s, 'e> {
         top.finish(self);
         Document {
             supervisor,
+            settings_spans,
             programs,
         }
     }
 
-    fn settings(&mut self, t: &DeTable) -> Settings {
+    fn settings(&mut self, t: &DeTable, spans: &mut SettingsSpans) -> Settings {
         let mut f = Fields::new(
             t,
             "supervisor",
-            &["shutdown_timeout", "on_give_up", "admin_socket", "log_ring"],
+            &[
+                "shutdown_timeout",
+                "on_give_up",
+                "admin_socket",
+                "admin_listen",
+                "admin_token_file",
+                "admin_public",
+                "log_ring",
+            ],
         );
         let mut settings = Settings::default();
         if let Some(v) = f.get("shutdown_timeout") {
@@ -488,6 +500,65 @@ impl<'s, 'e> Reader<'s, 'e> {
             let field = f.field("log_ring");
             if let Some(bytes) = self.size(v, &field, MAX_LOG_RING) {
                 settings.log_ring = bytes as usize;
+            }
+        }
+        if let Some(v) = f.get("admin_listen") {
+            let field = f.field("admin_listen");
+            if let Some(addr) = self.string(v, &field) {
+                match parse_addr(&addr) {
+                    Some(a) => settings.admin_listen = Some(a),
+                    None => self.diags.error(
+                        v.span(),
+                        &field,
+                        format!(
+                            "invalid address {addr:?} (expected IP:PORT, e.g. \"127.0.0.1:9100\")"
+                        ),
+                    ),
+                }
+            }
+        }
+        if let Some(v) = f.get("admin_token_file") {
+            let field = f.field("admin_token_file");
+            if let Some(s) = self.string(v, &field) {
+                if s.is_empty() {
+                    self.diags.error(v.span(), &field, "names no file");
+                } else if self.no_nul(&s, v.span(), &field) {
+                    settings.admin_token_file = Some(PathBuf::from(s));
+                    spans.admin_token_file = v.span();
+                }
+            }
+        }
+        if let Some(v) = f.get("admin_public") {
+            let field = f.field("admin_public");
+            for (name, span) in self.strings(v, &field).unwrap_or_default() {
+                match PublicRoute::ALL.iter().find(|(n, _)| *n == name) {
+                    Some((_, route)) if !settings.admin_public.contains(route) => {
+                        settings.admin_public.push(*route)
+                    }
+                    Some(_) => {}
+                    None => self.diags.error(
+                        span,
+                        &field,
+                        format!(
+                            "unknown route {name:?} (expected \"metrics\" | \"livez\" | \"readyz\")"
+                        ),
+                    ),
+                }
+            }
+        }
+        // Without a token, anyone who can reach the port can stop every program:
+        // only a loopback address (this host's users) may go without one.
+        if let Some(addr) = settings.admin_listen {
+            if !addr.ip().is_loopback() && settings.admin_token_file.is_none() {
+                let key = key_span(t, "admin_listen");
+                self.diags.error(
+                    key,
+                    &f.field("admin_listen"),
+                    format!(
+                        "{addr} is not a loopback address: set admin_token_file (a bearer \
+                         token every request must carry), or listen on 127.0.0.1"
+                    ),
+                );
             }
         }
         f.finish(self);
@@ -886,6 +957,7 @@ pub type Span = std::ops::Range<usize>;
 /// What [`Reader::document`] read, before the cross-program checks.
 pub struct Document {
     pub supervisor: Option<Settings>,
+    pub settings_spans: SettingsSpans,
     pub programs: Vec<(Program, Spans)>,
 }
 
@@ -906,6 +978,23 @@ pub struct Spans {
     pub deps: Vec<Span>,
     /// One per entry of `Program::listen`, same order.
     pub listen: Vec<Span>,
+}
+
+/// Where the `[supervisor]` fields that the host checks look at stand in the file.
+#[derive(Debug, Default, Clone)]
+pub struct SettingsSpans {
+    /// The `admin_token_file` value (`0..0` when absent).
+    pub admin_token_file: Span,
+}
+
+/// The span of `key` itself in `t` (`0..0` when absent).
+fn key_span(t: &DeTable, key: &str) -> Span {
+    t.iter()
+        .find(|(k, _)| {
+            let name: &str = k.get_ref();
+            name == key
+        })
+        .map_or(0..0, |(k, _)| k.span())
 }
 
 fn t_span(t: &DeTable) -> Span {

@@ -291,15 +291,15 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let admin_socket = launch.admin.then(|| config.supervisor.admin_socket.clone());
+    let shared = crate::admin::api::Shared {
+        tx: tx.clone(),
+        events: events.clone(),
+        logs: output.book(),
+    };
     if let Some(socket) = &admin_socket {
         match crate::admin::api::bind(socket) {
             Ok(listener) => {
-                let shared = crate::admin::api::Shared {
-                    tx: tx.clone(),
-                    events: events.clone(),
-                    logs: output.book(),
-                };
-                tokio::spawn(crate::admin::api::serve(listener, shared));
+                tokio::spawn(crate::admin::api::serve(listener, shared.clone()));
             }
             Err(e) => {
                 let text = format!("cannot serve the admin API on {}: {e:#}", socket.display());
@@ -315,6 +315,23 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
             .map_err(|e| output.note(&e))
             .ok()
     });
+    let admin_tcp = match launch.admin {
+        true => match crate::admin::api::bind_tcp(&config.supervisor).await {
+            Ok(Some((listener, auth))) => {
+                let addr = listener.local_addr().ok();
+                tokio::spawn(crate::admin::api::serve_tcp(listener, shared, auth));
+                addr
+            }
+            Ok(None) => None,
+            Err(e) => {
+                let text = format!("cannot serve the admin API on TCP: {e:#}");
+                output.note(&text);
+                eprintln!("selfheal: {text}");
+                return Exit::Internal;
+            }
+        },
+        false => None,
+    };
     let mut sup = Supervisor {
         stack,
         main_death_signal: args.main.pdeathsig,
@@ -333,12 +350,13 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
     sup.publish(Record::text(
         None,
         format!(
-            "supervising {} programs as pid {pid}{}; admin socket {}",
+            "supervising {} programs as pid {pid}{}; admin socket {}{}",
             sup.slots.len(),
             if pid == 1 { " (init)" } else { " (subreaper)" },
             admin_socket
                 .as_ref()
-                .map_or_else(|| "none".to_string(), |s| s.display().to_string())
+                .map_or_else(|| "none".to_string(), |s| s.display().to_string()),
+            admin_tcp.map_or_else(String::new, |a| format!(", admin on http://{a}/"))
         ),
     ));
     for warning in &config.warnings {

@@ -20,6 +20,8 @@ mod init_signals;
 mod init_stdio;
 mod init_tty;
 mod init_util;
+mod ops_admin_tcp;
+mod ops_page;
 mod ops_reload;
 mod ops_stream;
 mod proxy_access_log;

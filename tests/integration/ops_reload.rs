@@ -247,10 +247,18 @@ fn restart_of_the_app_under_load_fails_no_request() {
     load.wait_more(50);
     let (code, text) = cli_all(&stack, &["restart", "app"]);
     assert_eq!(code, 0, "{text}");
-    let new = wait_for("a new app process", SOON, || {
-        let now = wait_instances(&stack, "app", 1);
-        (now != old).then_some(now)
-    });
+    // `restart` returned once the new process was ready: it is there now.
+    let app: Vec<serde_json::Value> = stack.status()["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == "app" && p["retiring"] == false)
+        .cloned()
+        .collect();
+    assert_eq!(app.len(), 1, "{app:?}");
+    assert_eq!(app[0]["ready"], true, "{app:?}");
+    let new = vec![app[0]["pid"].as_i64().unwrap()];
+    assert_ne!(new, old);
     load.wait_more(50);
     let shots = load.finish(Duration::from_millis(100));
     let served: std::collections::BTreeSet<u64> = shots.iter().filter_map(|s| s.pid).collect();

@@ -304,6 +304,24 @@ impl Stack {
         } else {
             self.rollouts.clear(); // a shutdown stops every instance anyway
         }
+        // A retired member whose spawn was already under way when it was
+        // retired comes back with a process: that one is stopped too.
+        let revived: Vec<usize> = self
+            .retiring
+            .iter()
+            .copied()
+            .filter(|i| {
+                self.members.get(*i).is_some_and(|m| {
+                    matches!(
+                        m.machine.state,
+                        State::Starting { .. } | State::Running { .. }
+                    )
+                })
+            })
+            .collect();
+        for i in revived {
+            self.feed(i, Input::Stop, now, out);
+        }
         let members = &mut self.members;
         self.retiring.retain(|i| {
             let Some(m) = members.get_mut(*i) else {
@@ -339,10 +357,14 @@ impl Stack {
                 continue;
             };
             let ready = m.machine.is_ready();
-            let ended = matches!(
-                m.machine.state,
-                State::Backoff { .. } | State::Failed | State::Exited | State::Stopped
-            ) || m.instance.surge_deadline.is_some_and(|d| d <= now);
+            // Its first process ended (even if restarted at once), or time is up.
+            let ended = m.machine.last_exit.is_some()
+                || matches!(
+                    m.machine.state,
+                    State::Backoff { .. } | State::Failed | State::Exited | State::Stopped
+                )
+                || m.instance.surge_deadline.is_some_and(|d| d <= now);
+            let ready = ready && !ended;
             if !(ready || ended) {
                 continue;
             }

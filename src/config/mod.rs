@@ -12,6 +12,7 @@
 
 mod diag;
 mod expand;
+pub use expand::REPLICA_PLACEHOLDER;
 mod graph;
 pub mod model;
 pub mod preflight;

@@ -288,6 +288,26 @@ impl<'s, 'e> Reader<'s, 'e> {
         }
     }
 
+    /// An integer ≥ `min`, or a string that expands to one (so a count can
+    /// come from the environment: `replicas = "${APP_REPLICAS:-1}"`).
+    fn count(&mut self, v: &Value, field: &str, min: i64) -> Option<i64> {
+        if !matches!(v.get_ref(), DeValue::String(_)) {
+            return self.integer(v, field, min);
+        }
+        let text = self.string(v, field)?;
+        match text.trim().parse::<i64>() {
+            Ok(n) if n >= min => Some(n),
+            _ => {
+                self.diags.error(
+                    v.span(),
+                    field,
+                    format!("expected an integer ≥ {min}, found {text:?}"),
+                );
+                None
+            }
+        }
+    }
+
     fn integer(&mut self, v: &Value, field: &str, min: i64) -> Option<i64> {
         let parsed = match v.get_ref() {
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
@@ -675,7 +695,7 @@ impl<'s, 'e> Reader<'s, 'e> {
         }
         if let Some(v) = f.get("replicas") {
             let field = f.field("replicas");
-            if let Some(n) = self.integer(v, &field, 1) {
+            if let Some(n) = self.count(v, &field, 1) {
                 match u32::try_from(n).ok().filter(|n| *n <= MAX_REPLICAS) {
                     Some(n) => program.replicas = n,
                     None => self.diags.error(

@@ -571,18 +571,10 @@ impl Supervisor {
                     .service(&m.instance.service)
                     .is_some_and(|s| s.replicas > 1)
         });
-        let replica_env;
-        let env = if many {
-            let mut env = p.env.clone();
-            env.push(("SELFHEAL_REPLICA".into(), slot.replica.to_string()));
-            replica_env = env;
-            &replica_env
-        } else {
-            &p.env
-        };
+        let (argv, env) = with_replica(p, slot.replica, many);
         let spec = spawn::Spec {
-            argv: &p.command,
-            env,
+            argv: &argv,
+            env: &env,
             workdir: p.workdir.as_deref(),
             user: p.user.as_deref(),
             group: p.group.as_deref(),
@@ -834,6 +826,41 @@ impl Supervisor {
         }
         .with_uptimes()
     }
+}
+
+/// The argv and `env` of replica `replica` of `p`: `${SELFHEAL_REPLICA}`
+/// replaced by its number, and `SELFHEAL_REPLICA=n` added when the program
+/// has several (`many`). Borrowed as they are when there is nothing to do.
+fn with_replica(
+    p: &Program,
+    replica: u32,
+    many: bool,
+) -> (
+    std::borrow::Cow<'_, [String]>,
+    std::borrow::Cow<'_, [(String, String)]>,
+) {
+    use std::borrow::Cow;
+    let mark = config::REPLICA_PLACEHOLDER;
+    let n = replica.to_string();
+    let argv = if p.command.iter().any(|a| a.contains(mark)) {
+        Cow::Owned(p.command.iter().map(|a| a.replace(mark, &n)).collect())
+    } else {
+        Cow::Borrowed(p.command.as_slice())
+    };
+    let env = if many || p.env.iter().any(|(_, v)| v.contains(mark)) {
+        let mut env: Vec<(String, String)> = p
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.replace(mark, &n)))
+            .collect();
+        if many {
+            env.push(("SELFHEAL_REPLICA".into(), n));
+        }
+        Cow::Owned(env)
+    } else {
+        Cow::Borrowed(p.env.as_slice())
+    };
+    (argv, env)
 }
 
 /// One program's line of the status.

@@ -377,3 +377,22 @@ fn signal_reaches_one_programs_group_only() {
     let (code, text) = cli_all(&stack, &["signal", "nobody", "USR1"]);
     assert_ne!(code, 0, "{text}");
 }
+
+#[test]
+fn each_replica_gets_its_number_in_its_command_and_environment() {
+    let sup = crate::sup_util::start(
+        "",
+        r#"[programs.worker]
+command = ["sh", "-c", "echo replica-${SELFHEAL_REPLICA}-env-$SELFHEAL_REPLICA-$TAG; exec sleep infinity"]
+env = { TAG = "tag${SELFHEAL_REPLICA}" }
+replicas = 3
+"#,
+    );
+    for i in 0..3 {
+        sup.proc
+            .wait_output(&format!("replica-{i}-env-{i}-tag{i}"), SOON);
+    }
+    let (code, text) = sup.cli(&["scale", "worker", "4"]);
+    assert_eq!(code, 0, "{text}");
+    sup.proc.wait_output("replica-3-env-3-tag3", SOON);
+}

@@ -828,17 +828,13 @@ impl Supervisor {
     }
 }
 
+type Argv<'a> = std::borrow::Cow<'a, [String]>;
+type Env<'a> = std::borrow::Cow<'a, [(String, String)]>;
+
 /// The argv and `env` of replica `replica` of `p`: `${SELFHEAL_REPLICA}`
 /// replaced by its number, and `SELFHEAL_REPLICA=n` added when the program
 /// has several (`many`). Borrowed as they are when there is nothing to do.
-fn with_replica(
-    p: &Program,
-    replica: u32,
-    many: bool,
-) -> (
-    std::borrow::Cow<'_, [String]>,
-    std::borrow::Cow<'_, [(String, String)]>,
-) {
+fn with_replica(p: &Program, replica: u32, many: bool) -> (Argv<'_>, Env<'_>) {
     use std::borrow::Cow;
     let mark = config::REPLICA_PLACEHOLDER;
     let n = replica.to_string();

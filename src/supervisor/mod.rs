@@ -881,7 +881,11 @@ fn status_of(
         rollout: rollout.map(String::from),
         state: m.state_name().to_string(),
         ready: m.is_ready(),
-        problem: problem(m),
+        // A surge's new process and the one it replaces (or any retiring one)
+        // do not make the stack unready: the other serves meanwhile.
+        problem: (!instance.retiring && instance.replaces.is_none())
+            .then(|| problem(m))
+            .flatten(),
         pid: m.state.pid(),
         incarnation: slot.generation,
         started_at_ms: m.state.pid().and(slot.started_at_ms),

@@ -269,8 +269,12 @@ fn restart_of_the_app_under_load_fails_no_request() {
 
 #[test]
 fn three_replicas_answer_and_a_killed_one_costs_no_request() {
-    let (stack, _) =
-        stack_with(|t| t.replace("[programs.app]\n", "[programs.app]\nreplicas = 3\n"));
+    let (stack, _) = stack_with(|t| {
+        t.replace(
+            r#"replicas = "${SELFHEAL_APP_REPLICAS:-1}""#,
+            "replicas = 3",
+        )
+    });
     let pids = wait_instances(&stack, "app", 3);
     let names: Vec<String> = pids_names(&stack, "app");
     assert_eq!(names, ["app#0", "app#1", "app#2"]);
@@ -335,8 +339,12 @@ fn pids_names(stack: &Stack, program: &str) -> Vec<String> {
 
 #[test]
 fn a_rolling_restart_and_scaling_under_load_fail_no_request() {
-    let (stack, _) =
-        stack_with(|t| t.replace("[programs.app]\n", "[programs.app]\nreplicas = 3\n"));
+    let (stack, _) = stack_with(|t| {
+        t.replace(
+            r#"replicas = "${SELFHEAL_APP_REPLICAS:-1}""#,
+            "replicas = 3",
+        )
+    });
     let old = wait_instances(&stack, "app", 3);
     let load = Load::start(&stack.front, Duration::from_millis(5));
     let (code, text) = cli_all(&stack, &["restart", "app"]);

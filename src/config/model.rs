@@ -144,10 +144,23 @@ pub struct Program {
     /// Processes run at once, each with `SELFHEAL_REPLICA=i` (0-based) and its
     /// own state, health and restart count; they share the `listen` sockets.
     pub replicas: u32,
+    /// Also write the program's output to this file, rotated by size.
+    pub log_file: Option<LogFile>,
     /// How `restart` (and a reload that changes the program) replaces a
     /// process; `None`: [`RestartStrategy::Surge`] when it has `listen`
     /// sockets, else [`RestartStrategy::StopFirst`].
     pub restart_strategy: Option<RestartStrategy>,
+}
+
+/// `log_file = { path, max_size = "10MiB", keep = 5 }`: the program's output
+/// lines (as printed, without the `name |` prefix) appended to `path`; past
+/// `max_size` bytes the file is renamed `path.1` (older ones shifted, at most
+/// `keep` kept) and a new one begun.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFile {
+    pub path: PathBuf,
+    pub max_size: u64,
+    pub keep: u32,
 }
 
 /// Most replicas of one program (`replicas`, `selfheal scale`).
@@ -298,6 +311,7 @@ impl Program {
             listen: Vec::new(),
             replicas: 1,
             restart_strategy: None,
+            log_file: None,
         }
     }
 

@@ -247,6 +247,8 @@ struct Supervisor {
     configs: HashMap<Arc<str>, services::ServiceConfig>,
     /// The file `reload` reads (none in `selfheal -- CMD` without a config).
     config_path: Option<std::path::PathBuf>,
+    /// `log_file` writers by path.
+    log_files: HashMap<std::path::PathBuf, Arc<logs::Writer>>,
 }
 
 async fn run(launch: Launch, args: RunArgs) -> Exit {
@@ -345,6 +347,7 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         exit: None,
         configs,
         config_path: services::reload_path(&config),
+        log_files: HashMap::new(),
     };
     sup.carry_out(instances);
     sup.publish(Record::text(
@@ -527,6 +530,29 @@ impl Supervisor {
         }
     }
 
+    /// Member `index`'s output also goes to `config`'s file (one writer per
+    /// path, shared by the instances of a program).
+    fn attach_log_file(&mut self, index: usize, config: config::LogFile) {
+        let Some(name) = self.stack.members.get(index).map(|m| m.name.clone()) else {
+            return;
+        };
+        let writer = match self.log_files.get(&config.path) {
+            Some(writer) => writer.clone(),
+            None => match logs::file::open(&config) {
+                Ok(writer) => {
+                    self.log_files.insert(config.path.clone(), writer.clone());
+                    writer
+                }
+                Err(e) => {
+                    let text = format!("cannot write its log_file {}: {e}", config.path.display());
+                    self.publish(Record::text(Some(name), text));
+                    return;
+                }
+            },
+        };
+        self.output.attach_file(name, writer);
+    }
+
     /// The slot of member `index`, made from its program's current config.
     fn new_slot(&mut self, index: usize, service: &str, replica: u32) {
         let Some(config) = self.configs.get(service) else {
@@ -535,6 +561,12 @@ impl Supervisor {
         if index != self.slots.len() {
             return;
         }
+        if let Some(log_file) = &config.program.log_file {
+            self.attach_log_file(index, log_file.clone());
+        }
+        let Some(config) = self.configs.get(service) else {
+            return;
+        };
         let mut slot = services::slot_of(config, replica);
         // A surge's new process continues the count of the one it replaces.
         let replaced = self

@@ -11,6 +11,8 @@ the schedule slips). Each record keeps both latencies: from the send (service
 latency, what the tables report) and from the due time (includes any slip of the
 generator itself, shown as "lag").
 
+WORKERS (env, 8) sets the number of threads.
+
 As a module: `load = PacedLoad(port, rate); load.start(); …; shots = load.stop()`.
 As a script: `paced_load.py PORT [RATE] [SECONDS]` prints a summary line.
 """
@@ -37,7 +39,7 @@ class Shot:
 
 
 class PacedLoad:
-    def __init__(self, port, rate=200, workers=8, path="/", tag="load"):
+    def __init__(self, port, rate=200, workers=int(os.environ.get("WORKERS", "8")), path="/", tag="load"):
         self.port, self.rate, self.workers, self.path, self.tag = port, rate, workers, path, tag
         self.shots, self.lock, self.stop_flag = [], threading.Lock(), threading.Event()
         self.next_i, self.threads, self.t0 = 0, [], None

@@ -7,7 +7,11 @@ without restarts, then the same length with `selfheal restart app` every EVERY s
 held socket, the old one drains once the new one is ready). Requests are counted
 in the window they were due in. Prints a Markdown table.
 
-Env: RATE (200), WINDOW (30), ROUNDS (1), EVERY (3), WARMUP (2).
+Env: RATE (200), WINDOW (30), ROUNDS (1), EVERY (3), WARMUP (2); STRATEGY
+(unset: as shipped, i.e. surge; `stop-first` sets the app's restart_strategy, a
+control: the old process stops before the new one starts); START_DELAY (unset:
+none; e.g. `0.3`: the app sleeps that many seconds before it starts, through
+`sh -c 'sleep D; exec "$0" "$@"'`, to stand for an app slow to start).
 """
 import os, signal, sys, time
 
@@ -20,6 +24,22 @@ WINDOW = float(os.environ.get("WINDOW", "30"))
 ROUNDS = int(os.environ.get("ROUNDS", "1"))
 EVERY = float(os.environ.get("EVERY", "3"))
 WARMUP = float(os.environ.get("WARMUP", "2"))
+STRATEGY = os.environ.get("STRATEGY", "")
+START_DELAY = os.environ.get("START_DELAY", "")
+
+
+def edit(text):
+    """The shipped config with the app's restart_strategy set to STRATEGY and
+    its start delayed by START_DELAY."""
+    for marker in ("[programs.app]\n", '"${SELFHEAL}", "app",'):
+        if marker not in text:
+            raise SystemExit(f"bench: supervisor.toml has no `{marker.strip()}` to edit")
+    if STRATEGY:
+        text = text.replace("[programs.app]\n", f'[programs.app]\nrestart_strategy = "{STRATEGY}"\n', 1)
+    if START_DELAY:
+        text = text.replace('"${SELFHEAL}", "app",',
+                            f"\"sh\", \"-c\", 'sleep {float(START_DELAY)}; exec \"$0\" \"$@\"', \"${{SELFHEAL}}\", \"app\",", 1)
+    return text
 
 
 def loadavg():
@@ -33,7 +53,7 @@ def sleep_until(t):
 
 def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    stack = Stack()
+    stack = Stack(edit=edit)
     try:
         stack.wait_ready(("redis", "app", "proxy"))
         load_before = loadavg()
@@ -77,7 +97,9 @@ def main():
     took = [c[1] * 1000 for c in cli]
     bad = sum(1 for c in cli if c[0] != 0)
     added = rest["p99"] - base["p99"]
-    print(f"Zero-downtime restart: shipped stack, {RATE:g} req/s of keyed GETs through the proxy "
+    variant = ", ".join(([f"restart_strategy = {STRATEGY}"] if STRATEGY else [])
+                        + ([f"the app starting {START_DELAY} s late"] if START_DELAY else []))
+    print(f"Zero-downtime restart: shipped stack{' (' + variant + ')' if variant else ''}, {RATE:g} req/s of keyed GETs through the proxy "
           f"(fresh connection each), {ROUNDS} × ({WINDOW:g} s baseline + {WINDOW:g} s with "
           f"`selfheal restart app` every {EVERY:g} s); load average {load_before} before, {load_after} after\n")
     print("| window | requests | failed | p50 | p99 | max | generator lag max |")

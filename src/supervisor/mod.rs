@@ -75,6 +75,10 @@ use state::{Input, Leftover, Machine, Pid, State, Termination};
 /// re-parented to the supervisor, is taken to have daemonized itself.
 const DAEMON_WINDOW: Duration = Duration::from_secs(2);
 
+/// How long a surge's new process may pass its probe without being seen
+/// accepting on the shared socket (in an epoll set) before its passes count.
+const SURGE_ACCEPT_GRACE: Duration = Duration::from_secs(1);
+
 /// Messages to the owner task.
 pub enum Msg {
     Probe {
@@ -659,6 +663,11 @@ impl Supervisor {
         if member.instance.replaces.is_none() || slot.listen.is_empty() {
             return false;
         }
+        // A server that accepts without epoll (blocking accept, poll, select)
+        // is not seen in /proc: after this long its passes count anyway.
+        if slot.spawned_at.elapsed() >= SURGE_ACCEPT_GRACE {
+            return false;
+        }
         let Some(pid) = member.machine.state.pid() else {
             return false;
         };
@@ -804,7 +813,15 @@ impl Supervisor {
                     .slots
                     .get(index)
                     .is_some_and(|s| s.generation == generation);
-                if current && !(ok && self.surge_not_accepting(index)) {
+                if current && ok && self.surge_not_accepting(index) {
+                    // The old process answered: probe the new one again on
+                    // the fast schedule of a start (a fresh probe task), not
+                    // after a whole interval.
+                    if let Some(probe) = self.slots.get_mut(index).and_then(|s| s.probe.take()) {
+                        probe.abort();
+                    }
+                    self.sync_probe(index);
+                } else if current {
                     let input = Input::Probe { ok, reason };
                     self.feed(StackInput::Program { index, input });
                 }

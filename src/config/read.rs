@@ -65,6 +65,7 @@ pub(crate) const PROGRAM_KEYS: &[&str] = &[
     "depends_on",
     "health",
     "listen",
+    "metrics",
 ];
 
 /// The keys of one table, with bookkeeping of what was read.
@@ -763,6 +764,21 @@ impl<'s, 'e> Reader<'s, 'e> {
                     &field,
                     "expected an array of \"ADDR:PORT\" strings",
                 );
+            }
+        }
+        if let Some(v) = f.get("metrics") {
+            let field = f.field("metrics");
+            if let Some(url) = self.string(v, &field) {
+                match parse_http_url(&url) {
+                    Some((authority, path)) => {
+                        program.metrics = Some(MetricsUrl { authority, path });
+                    }
+                    None => self.diags.error(
+                        v.span(),
+                        &field,
+                        format!("invalid URL {url:?} (expected http://HOST:PORT/PATH)"),
+                    ),
+                }
             }
         }
         f.finish(self);

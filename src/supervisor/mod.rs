@@ -19,6 +19,7 @@
 //! - [`sockets`]: listen sockets kept across restarts.
 //! - [`services`]: replicas, reload, `restart`/`scale`/`signal` by name.
 //! - [`logs`]: prefixed program output and event lines.
+//! - [`metrics`]: Prometheus metrics, updated here, read by the admin API.
 
 // PID 1 must not panic: no unwrap/expect/panic/unchecked indexing on runtime
 // paths (tests may, where a panic is the failure report).
@@ -41,6 +42,7 @@ pub mod exec_error;
 pub mod health;
 mod hygiene;
 pub mod logs;
+pub mod metrics;
 pub mod notes;
 pub mod reaper;
 pub mod services;
@@ -86,6 +88,8 @@ pub enum Msg {
         generation: u64,
         ok: bool,
         reason: String,
+        /// How long the probe took.
+        duration: Duration,
     },
     Admin {
         verb: AdminVerb,
@@ -245,6 +249,7 @@ struct Supervisor {
     waiters: ExecWaiters,
     output: Output,
     events: Arc<EventLog>,
+    metrics: Arc<metrics::Metrics>,
     started_at_ms: u64,
     exit: Option<Exit>,
     /// Every program's current config and held sockets, by name.
@@ -296,11 +301,16 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         }
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let metrics = Arc::new(metrics::Metrics::new(
+        &config.programs,
+        output.dropped_lines(),
+    ));
     let admin_socket = launch.admin.then(|| config.supervisor.admin_socket.clone());
     let shared = crate::admin::api::Shared {
         tx: tx.clone(),
         events: events.clone(),
         logs: output.book(),
+        metrics: metrics.clone(),
     };
     if let Some(socket) = &admin_socket {
         match crate::admin::api::bind(socket) {
@@ -347,6 +357,7 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         waiters: ExecWaiters::default(),
         output,
         events,
+        metrics,
         started_at_ms: snapshot::now_ms(),
         exit: None,
         configs,
@@ -487,6 +498,7 @@ impl Supervisor {
                         if let Some(backoff) = Record::backoff_after(&m.name, &event) {
                             self.events.publish(backoff);
                         }
+                        self.metrics.program_event(index, &event, &m.machine);
                     }
                     None
                 }
@@ -752,6 +764,7 @@ impl Supervisor {
             let _ = waiter.send(how);
             return None;
         }
+        self.metrics.orphan_reaped();
         let owner = self.slots.iter().position(|s| s.last_pgid == Some(pgid));
         let program = owner
             .and_then(|i| self.stack.members.get(i))
@@ -808,7 +821,9 @@ impl Supervisor {
                 generation,
                 ok,
                 reason,
+                duration,
             } => {
+                self.metrics.probe(index, ok, duration);
                 let current = self
                     .slots
                     .get(index)

@@ -35,14 +35,18 @@ pub struct ConnState {
     pub peer: HeaderValue,
 }
 
-/// Which upstream served a request and how many extra attempts it took.
+/// Which upstream served a request and how it got there.
 #[derive(Debug, Default)]
 struct Outcome {
     upstream: Option<usize>,
     retries: u32,
+    /// Paused at least once waiting for an upstream.
+    held: bool,
+    replayed: bool,
 }
 
-/// One access-log line: what was asked, what the client got.
+/// One access-log line (and the metrics' count of the answer): what was
+/// asked, what the client got.
 pub struct AccessLine {
     worker: Rc<Worker>,
     method: Method,
@@ -58,6 +62,10 @@ impl AccessLine {
     /// after its head (then the status is what the head said, not what the
     /// client could use).
     pub fn emit(self, aborted: Option<&str>) {
+        let duration = self.start.elapsed();
+        if let Some(metrics) = &self.worker.metrics {
+            metrics.answered(self.status, duration);
+        }
         let Some(access) = &self.worker.access_log else {
             return;
         };
@@ -65,7 +73,7 @@ impl AccessLine {
             method: &self.method,
             path: self.uri.path(),
             status: self.status,
-            duration: self.start.elapsed(),
+            duration,
             upstream: self.upstream.map(|i| self.worker.upstreams.name(i)),
             retries: self.retries,
             aborted,
@@ -81,12 +89,19 @@ pub async fn handle(
 ) -> Result<Response<RespBody>, Infallible> {
     let index = c.requests.get();
     c.requests.set(index + 1);
-    let log = w
-        .cfg
-        .access_log
+    let log = (w.cfg.access_log || w.metrics.is_some())
         .then(|| (req.method().clone(), req.uri().clone(), Instant::now()));
     let mut out = Outcome::default();
-    let mut resp = match forward(&w, &c, index, req, &mut out).await {
+    let result = forward(&w, &c, index, req, &mut out).await;
+    if let Some(metrics) = &w.metrics {
+        metrics.path(super::metrics::Path {
+            held: out.held,
+            retries: out.retries,
+            replayed: out.replayed,
+            shed: matches!(result, Err(ProxyError::Unavailable)),
+        });
+    }
+    let mut resp = match result {
         Ok(resp) => resp,
         Err(e) => {
             if e.status().is_server_error() {
@@ -192,6 +207,8 @@ async fn forward(
         let (pause, replay) = fail(w, i, &facts, cause)?;
         out.retries += 1;
         replays += u32::from(replay);
+        out.replayed |= replay;
+        out.held |= pause;
         if pause {
             match backoff.next_within(Instant::now(), deadline) {
                 Some(d) => tokio::time::sleep(d).await,

@@ -31,6 +31,7 @@ use super::clientio::{self, ClientIo, ConnShared};
 use super::forward::{self, ConnState};
 use super::headers::{self, RequestIds};
 use super::limits::{Limits, HYPER_MAX_HEAD};
+use super::metrics::{ProxyMetrics, WorkerMetrics};
 use super::spread::{Handoff, Spread};
 use super::upstream::{Pool, Upstreams};
 use super::ProxyArgs;
@@ -84,6 +85,8 @@ pub struct Worker {
     pub default_host: HeaderValue,
     /// This thread's access log (`None` with `--no-access-log`).
     pub access_log: Option<Rc<AccessLog>>,
+    /// This thread's metrics (`None` without `--metrics-listen`).
+    pub metrics: Option<Arc<WorkerMetrics>>,
 }
 
 /// Runs the proxy on `listener` until SIGTERM/SIGINT and the drain.
@@ -100,6 +103,15 @@ pub fn run(listener: std::net::TcpListener, args: ProxyArgs) -> anyhow::Result<(
         true => Some(Writer::start(args.log_format).context("start the access-log writer")?),
         false => None,
     };
+    let metrics = match &args.metrics_listen {
+        Some(addr) => {
+            let metrics = Arc::new(ProxyMetrics::new(workers, upstreams.clone()));
+            let bound = super::metrics::serve(addr, metrics.clone())?;
+            tracing::info!(%bound, "metrics on http://{bound}/metrics");
+            Some(metrics)
+        }
+        None => None,
+    };
     let (spread, mut inboxes) = Spread::new(workers);
     let lead_inbox = inboxes.remove(0);
     let mut threads = Vec::with_capacity(workers);
@@ -115,6 +127,7 @@ pub fn run(listener: std::net::TcpListener, args: ProxyArgs) -> anyhow::Result<(
             spread: spread.clone(),
             inbox,
             shutdown: rx.clone(),
+            metrics: metrics.as_ref().and_then(|m| m.worker(idx)),
         };
         let t = std::thread::Builder::new()
             .name(format!("proxy-{idx}"))
@@ -127,6 +140,7 @@ pub fn run(listener: std::net::TcpListener, args: ProxyArgs) -> anyhow::Result<(
         spread,
         inbox: lead_inbox,
         shutdown: rx,
+        metrics: metrics.as_ref().and_then(|m| m.worker(0)),
     };
     let lead = worker(
         listener,
@@ -163,6 +177,8 @@ struct Intake {
     spread: Arc<Spread>,
     inbox: mpsc::UnboundedReceiver<Handoff>,
     shutdown: watch::Receiver<bool>,
+    /// The worker's own counts, when metrics are on.
+    metrics: Option<Arc<WorkerMetrics>>,
 }
 
 fn worker(
@@ -195,6 +211,7 @@ fn worker(
             ids: RequestIds::new(idx),
             default_host,
             access_log: access_log.map(|sink| Rc::new(AccessLog::new(sink))),
+            metrics: intake.metrics.clone(),
         });
         let access_log = w.access_log.clone();
         if let Some(log) = &access_log {

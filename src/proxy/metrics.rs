@@ -171,7 +171,7 @@ impl Collector for ProxyMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let mut family = encoder.encode_descriptor(
             "selfheal_proxy_requests",
-            "Requests answered, by status class",
+            "Requests answered, by status class.",
             None,
             MetricType::Counter,
         )?;
@@ -192,7 +192,7 @@ impl Collector for ProxyMetrics {
         encoder
             .encode_descriptor(
                 "selfheal_proxy_request_duration",
-                "Time from the request head to the end of the answer",
+                "Time from the request head to the end of the answer.",
                 Some(&Unit::Seconds),
                 MetricType::Histogram,
             )?
@@ -200,22 +200,22 @@ impl Collector for ProxyMetrics {
         for (name, help, field) in [
             (
                 "selfheal_proxy_requests_held",
-                "Requests that waited for an upstream to accept a connection",
+                "Requests that waited for an upstream to accept a connection.",
                 (|w: &WorkerMetrics| &w.held) as fn(&WorkerMetrics) -> &Local,
             ),
             (
                 "selfheal_proxy_requests_retried",
-                "Requests that took more than one attempt",
+                "Requests that took more than one attempt.",
                 |w: &WorkerMetrics| &w.retried,
             ),
             (
                 "selfheal_proxy_requests_replayed",
-                "Requests sent again after a failure once sent (idempotent, keyed, buffered)",
+                "Requests sent again after a failure once sent (idempotent, keyed, buffered).",
                 |w: &WorkerMetrics| &w.replayed,
             ),
             (
                 "selfheal_proxy_requests_shed",
-                "Requests answered 503: no upstream reachable within the hold",
+                "Requests answered 503: no upstream reachable within the hold.",
                 |w: &WorkerMetrics| &w.shed,
             ),
         ] {
@@ -224,7 +224,7 @@ impl Collector for ProxyMetrics {
         }
         let mut family = encoder.encode_descriptor(
             "selfheal_proxy_upstream_up",
-            "1 while the upstream is admitted, 0 while it is ejected",
+            "1 while the upstream is admitted, 0 while it is ejected.",
             None,
             MetricType::Gauge,
         )?;

@@ -14,8 +14,8 @@
 //! | `selfheal_program_restarts_total` | counter | `program`, `reason` | restarts decided (as `restarts` of `selfheal status`), by [`RestartReason`] |
 //! | `selfheal_program_start_time_seconds` | gauge | `program` | Unix time of the live process's spawn; absent while it has none |
 //! | `selfheal_program_last_exit_code` | gauge | `program` | shell convention: code, 128 + signal, 126/127; absent before a first exit |
-//! | `selfheal_probe_duration_seconds` | histogram | `program` | every probe result that reached the supervisor |
-//! | `selfheal_probe_failures_total` | counter | `program` | failed probes (the start-up ones, not counted towards `failures`, included) |
+//! | `selfheal_probe_duration_seconds` | histogram | `program` | every probe result that reached the supervisor (programs with a `health` probe only) |
+//! | `selfheal_probe_failures_total` | counter | `program` | failed probes, the start-up ones (not counted towards `failures`) included (programs with a probe only) |
 //! | `selfheal_orphans_reaped_total` | counter | – | reaped processes that were no program's leader nor an exec probe |
 //! | `selfheal_log_lines_dropped_total` | counter | – | output lines dropped because stdout was stalled |
 //! | `selfheal_build_info` | info | `version` | 1 |
@@ -146,12 +146,15 @@ struct ProgramMetrics {
     probe_failures: AtomicU64,
     /// The last stop was a liveness stop (see [`restart_reason`]).
     after_unhealthy: AtomicBool,
+    /// It has a health probe (the probe series exist only then).
+    probed: bool,
 }
 
 impl ProgramMetrics {
-    fn new(name: &str) -> ProgramMetrics {
+    fn new(program: &Program) -> ProgramMetrics {
         ProgramMetrics {
-            name: name.into(),
+            name: program.name.as_str().into(),
+            probed: program.health.is_some(),
             up: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             start_ms: AtomicI64::new(ABSENT),
@@ -190,12 +193,8 @@ impl Metrics {
     /// Series for `programs` (config order: the index of the owner's tables);
     /// `log_lines_dropped` is the output writer's own counter.
     pub fn new(programs: &[Program], log_lines_dropped: Counter) -> Metrics {
-        let list: Arc<Vec<ProgramMetrics>> = Arc::new(
-            programs
-                .iter()
-                .map(|p| ProgramMetrics::new(&p.name))
-                .collect(),
-        );
+        let list: Arc<Vec<ProgramMetrics>> =
+            Arc::new(programs.iter().map(ProgramMetrics::new).collect());
         let orphans = Counter::default();
         let mut registry = Registry::default();
         registry.register(
@@ -333,21 +332,21 @@ impl Collector for Programs {
         gauge(
             &mut encoder,
             "selfheal_program_up",
-            "1 while the program has a live process",
+            "1 while the program has a live process.",
             None,
             &|p| Some(f64::from(u8::from(p.up.load(Ordering::Relaxed)))),
         )?;
         gauge(
             &mut encoder,
             "selfheal_program_ready",
-            "1 while the program is running and ready (last probe passed, or no probe)",
+            "1 while the program is running and ready (last probe passed, or no probe).",
             None,
             &|p| Some(f64::from(u8::from(p.ready.load(Ordering::Relaxed)))),
         )?;
         gauge(
             &mut encoder,
             "selfheal_program_start_time",
-            "Unix time the live process was spawned (absent while there is none)",
+            "Unix time the live process was spawned (absent while there is none).",
             Some(&Unit::Seconds),
             &|p| {
                 let ms = p.start_ms.load(Ordering::Relaxed);
@@ -357,7 +356,7 @@ impl Collector for Programs {
         gauge(
             &mut encoder,
             "selfheal_program_last_exit_code",
-            "Exit code of the last run: code, 128 + signal, 126/127 when it could not be executed (absent before a first exit)",
+            "Exit code of the last run: code, 128 + signal, 126/127 when it could not be executed (absent before a first exit).",
             None,
             &|p| {
                 let code = p.last_exit_code.load(Ordering::Relaxed);
@@ -366,7 +365,7 @@ impl Collector for Programs {
         )?;
         let mut family = encoder.encode_descriptor(
             "selfheal_program_restarts",
-            "Restarts of the program, by reason (exited, unhealthy, operator, spawn_failed)",
+            "Restarts of the program, by reason (exited, unhealthy, operator, spawn_failed).",
             None,
             MetricType::Counter,
         )?;
@@ -379,21 +378,21 @@ impl Collector for Programs {
         }
         let mut family = encoder.encode_descriptor(
             "selfheal_probe_duration",
-            "Time each health probe took (pass or fail)",
+            "Time each health probe took (pass or fail).",
             Some(&Unit::Seconds),
             MetricType::Histogram,
         )?;
-        for p in programs.iter() {
+        for p in programs.iter().filter(|p| p.probed) {
             let labels = [("program", &*p.name)];
             p.probe_duration.encode(family.encode_family(&labels)?)?;
         }
         let mut family = encoder.encode_descriptor(
             "selfheal_probe_failures",
-            "Failed health probes (start-up failures included)",
+            "Failed health probes (start-up failures included).",
             None,
             MetricType::Counter,
         )?;
-        for p in programs.iter() {
+        for p in programs.iter().filter(|p| p.probed) {
             let labels = [("program", &*p.name)];
             ConstCounter::new(p.probe_failures.load(Ordering::Relaxed))
                 .encode(family.encode_family(&labels)?)?;
@@ -492,10 +491,15 @@ mod tests {
     }
 
     fn metrics() -> Metrics {
-        let programs = [
-            Program::new("app", vec!["true".into()]),
-            Program::new("db", vec!["true".into()]),
-        ];
+        let mut db = Program::new("db", vec!["true".into()]);
+        db.health = Some(crate::config::Health {
+            probe: crate::config::Probe::Tcp("127.0.0.1:1".into()),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            failures: 3,
+            start_period: Duration::ZERO,
+        });
+        let programs = [Program::new("app", vec!["true".into()]), db];
         Metrics::new(&programs, Counter::default())
     }
 
@@ -547,11 +551,16 @@ mod tests {
         m.probe(9, false, Duration::ZERO); // unknown index: ignored
         m.orphan_reaped();
         let text = scrape(&m);
+        for absent in [
+            "selfheal_probe_duration_seconds_count{program=\"app\"}",
+            "selfheal_probe_failures_total{program=\"app\"}",
+        ] {
+            assert!(!text.contains(absent), "app has no probe: {text}");
+        }
         for line in [
             "selfheal_probe_duration_seconds_count{program=\"db\"} 2",
             "selfheal_probe_duration_seconds_bucket{le=\"0.005\",program=\"db\"} 1",
             "selfheal_probe_failures_total{program=\"db\"} 1",
-            "selfheal_probe_failures_total{program=\"app\"} 0",
             "selfheal_orphans_reaped_total 1",
             "selfheal_log_lines_dropped_total 0",
             "selfheal_build_info{version=\"",

@@ -311,56 +311,71 @@ pub fn encode_federation_up<'a>(
     Ok(())
 }
 
+/// One gauge family: a sample per program for which `value` has one.
+fn gauge_family<N: prometheus_client::encoding::EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder,
+    programs: &[ProgramMetrics],
+    (name, help, unit): (&str, &str, Option<&Unit>),
+    value: impl Fn(&ProgramMetrics) -> Option<N>,
+) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    for p in programs {
+        if let Some(v) = value(p) {
+            let labels = [("program", &*p.name)];
+            ConstGauge::new(v).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
 impl Collector for Programs {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let programs = &self.0;
-        let gauge = |encoder: &mut DescriptorEncoder,
-                     name: &str,
-                     help: &str,
-                     unit: Option<&Unit>,
-                     value: &dyn Fn(&ProgramMetrics) -> Option<f64>|
-         -> std::fmt::Result {
-            let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
-            for p in programs.iter() {
-                if let Some(v) = value(p) {
-                    let labels = [("program", &*p.name)];
-                    ConstGauge::new(v).encode(family.encode_family(&labels)?)?;
-                }
-            }
-            Ok(())
-        };
-        gauge(
+        let flag = |b: &AtomicBool| i64::from(b.load(Ordering::Relaxed));
+        gauge_family(
             &mut encoder,
-            "selfheal_program_up",
-            "1 while the program has a live process.",
-            None,
-            &|p| Some(f64::from(u8::from(p.up.load(Ordering::Relaxed)))),
+            programs,
+            (
+                "selfheal_program_up",
+                "1 while the program has a live process.",
+                None,
+            ),
+            |p| Some(flag(&p.up)),
         )?;
-        gauge(
+        gauge_family(
             &mut encoder,
-            "selfheal_program_ready",
-            "1 while the program is running and ready (last probe passed, or no probe).",
-            None,
-            &|p| Some(f64::from(u8::from(p.ready.load(Ordering::Relaxed)))),
+            programs,
+            (
+                "selfheal_program_ready",
+                "1 while the program is running and ready (last probe passed, or no probe).",
+                None,
+            ),
+            |p| Some(flag(&p.ready)),
         )?;
-        gauge(
+        gauge_family(
             &mut encoder,
-            "selfheal_program_start_time",
-            "Unix time the live process was spawned (absent while there is none).",
-            Some(&Unit::Seconds),
-            &|p| {
+            programs,
+            (
+                "selfheal_program_start_time",
+                "Unix time the live process was spawned (absent while there is none).",
+                Some(&Unit::Seconds),
+            ),
+            |p| {
                 let ms = p.start_ms.load(Ordering::Relaxed);
                 (ms != ABSENT).then(|| ms as f64 / 1000.0)
             },
         )?;
-        gauge(
+        gauge_family(
             &mut encoder,
-            "selfheal_program_last_exit_code",
-            "Exit code of the last run: code, 128 + signal, 126/127 when it could not be executed (absent before a first exit).",
-            None,
-            &|p| {
+            programs,
+            (
+                "selfheal_program_last_exit_code",
+                "Exit code of the last run: code, 128 + signal, 126/127 when it could not be executed (absent before a first exit).",
+                None,
+            ),
+            |p| {
                 let code = p.last_exit_code.load(Ordering::Relaxed);
-                (code != ABSENT).then_some(code as f64)
+                (code != ABSENT).then_some(code)
             },
         )?;
         let mut family = encoder.encode_descriptor(

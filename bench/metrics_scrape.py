@@ -137,3 +137,35 @@ print(f"idle ({PROGRAMS} programs, no probes, after one scrape): "
       f"{woke:.2f} wake-ups/s over {IDLE_SECONDS:.0f} s (all threads' context switches); "
       f"RSS {rss_kb(p.pid) / 1024:.1f} MB")
 stop(p)
+
+# Phase 3: the shipped stack (redis, app, proxy), whose scrape also fetches the
+# proxy's page over TCP (federation) and appends it.
+d = os.path.join(WORK, "stack")
+os.makedirs(os.path.join(d, "data"))
+env = dict(os.environ, SELFHEAL_DATA=os.path.join(d, "data"), SELFHEAL_RUN=d,
+           SELFHEAL_REDIS_PORT=str(free_port()), SELFHEAL_APP_PORT=str(free_port()),
+           SELFHEAL_LISTEN=f"127.0.0.1:{free_port()}", SELFHEAL_PROXY_METRICS_PORT=str(free_port()))
+for k in ("SELFHEAL_REDIS_URL", "SELFHEAL_CONFIG", "SELFHEAL_LOG_FORMAT"):
+    env.pop(k, None)
+log = open(os.path.join(d, "log"), "w")
+p = subprocess.Popen([BIN, "--config", "supervisor.toml"], env=env, stdout=log, stderr=subprocess.STDOUT)
+sock = os.path.join(d, "admin.sock")
+deadline = time.time() + 30
+while True:
+    try:
+        if b'selfheal_federation_up{program="proxy"} 1' in get(sock, "/metrics"):
+            break
+    except (FileNotFoundError, ConnectionRefusedError, SystemExit):
+        pass
+    if time.time() > deadline:
+        p.kill()
+        raise SystemExit("the shipped stack's scrape never held the proxy's page")
+    time.sleep(0.05)
+times = []
+for _ in range(SCRAPES // 4):
+    t0 = time.perf_counter()
+    body = get(sock, "/metrics")
+    times.append((time.perf_counter() - t0) * 1000)
+print(f"shipped stack (3 programs + the proxy's page federated over TCP), {len(times)} scrapes: "
+      f"p50 {statistics.median(times):.2f} ms  p99 {pct(times, 99):.2f} ms  ({len(body)} bytes)")
+stop(p)

@@ -8,7 +8,7 @@
 //! | `GET /livez` | 200 while the supervisor's loop runs |
 //! | `GET /readyz` | 200 when every program that should run is ready, else 503 with one reason per line |
 //! | `GET /health` | `{"ready": bool, "reasons": [..]}` (200 or 503 as `/readyz`) |
-//! | `GET /metrics` | Prometheus metrics, OpenMetrics text: the supervisor's own (read from shared atomics, the owner is not asked) and the pages of programs with a `metrics` URL ([`super::federation`]) |
+//! | `GET /metrics` | Prometheus metrics, OpenMetrics text: the supervisor's own (counters read from shared atomics, gauges from the status snapshot) and the pages of programs with a `metrics` URL ([`super::federation`]) |
 //! | `POST /programs/{name}/start\|stop\|restart` | 200 with the new state; 404 unknown program; 503 shutting down |
 //! | `POST /programs/{name}/signal?signal=HUP` | the signal to the program's process group(s) |
 //! | `POST /programs/{name}/scale?replicas=N` | run N instances |
@@ -141,9 +141,10 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 /// `selfheal_federation_up`), then `# EOF`.
 async fn metrics_page(State(s): State<ApiState>) -> Response {
     let targets: Vec<_> = s.metrics.federated.iter().map(|f| f.url.clone()).collect();
-    let pages = super::federation::fetch_all(&targets).await;
+    // The status for the gauges comes from the owner meanwhile.
+    let (pages, status) = tokio::join!(super::federation::fetch_all(&targets), s.snapshot());
     let mut out = String::with_capacity(64 * 1024);
-    if s.metrics.encode(&mut out).is_err() {
+    if s.metrics.encode(&mut out, status.as_ref()).is_err() {
         return (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n").into_response();
     }
     for page in pages.iter().flatten() {

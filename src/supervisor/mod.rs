@@ -498,11 +498,13 @@ impl Supervisor {
                         if let Some(backoff) = Record::backoff_after(&m.name, &event) {
                             self.events.publish(backoff);
                         }
-                        self.metrics.program_event(index, &event, &m.machine);
+                        self.metrics
+                            .program_event(index, &m.instance.service, &event);
                     }
                     None
                 }
                 StackAction::Note(note) => {
+                    self.metrics.note(&note);
                     self.publish(Record::of_note(&note));
                     None
                 }

@@ -294,3 +294,48 @@ fn the_proxys_request_counters_are_in_the_supervisors_one_scrape() {
     assert!(count >= ok_before + 5.0, "{count}");
     assert_eq!(must(&after, "selfheal_proxy_requests_shed_total", &[]), 0.0);
 }
+
+#[test]
+fn replicas_are_folded_into_their_program() {
+    let sup = start_in(
+        temp_dir(),
+        "",
+        r#"[programs.web]
+command = ["sleep", "infinity"]
+replicas = 2
+"#,
+    );
+    let s = wait_for("both replicas up", SOON, || {
+        let s = samples(&sup.socket);
+        (value(&s, "selfheal_program_processes", &[("program", "web")]) == Some(2.0)).then_some(s)
+    });
+    assert_eq!(must(&s, "selfheal_program_up", &[("program", "web")]), 1.0);
+    assert_eq!(
+        must(&s, "selfheal_program_ready", &[("program", "web")]),
+        1.0
+    );
+    assert_eq!(restarts(&s, "web", "exited"), 0.0);
+    let status = sup.status();
+    let pid = status["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|p| p["pid"].as_i64())
+        .expect("a replica's pid") as i32;
+    kill(pid, libc::SIGKILL);
+    let after = wait_for("the replica's restart counted", SOON, || {
+        let s = samples(&sup.socket);
+        (restarts(&s, "web", "exited") >= 1.0
+            && value(&s, "selfheal_program_processes", &[("program", "web")]) == Some(2.0))
+        .then_some(s)
+    });
+    assert_eq!(restarts(&after, "web", "exited"), 1.0);
+    assert_eq!(
+        must(
+            &after,
+            "selfheal_program_last_exit_code",
+            &[("program", "web")]
+        ),
+        137.0
+    );
+}

@@ -237,12 +237,12 @@ impl Collector for ProxyMetrics {
     }
 }
 
-/// Binds `--metrics-listen` now (so a bad address fails the start) and serves
-/// `GET /metrics` on a thread of its own, away from the workers' runtimes.
+/// Binds `--metrics-listen` (with `SO_REUSEPORT`, so the next incarnation of
+/// a surge restart, or a replica, binds it beside this one: a scrape reaches
+/// one of them) and serves `GET /metrics` on a thread of its own, away from
+/// the workers' runtimes. Errors: the address cannot be bound.
 pub fn serve(addr: &str, metrics: Arc<ProxyMetrics>) -> anyhow::Result<std::net::SocketAddr> {
-    let listener =
-        std::net::TcpListener::bind(addr).with_context(|| format!("--metrics-listen {addr}"))?;
-    listener.set_nonblocking(true)?;
+    let listener = bind_shared(addr).with_context(|| format!("--metrics-listen {addr}"))?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new()
         .name("proxy-metrics".into())
@@ -288,9 +288,47 @@ pub fn serve(addr: &str, metrics: Arc<ProxyMetrics>) -> anyhow::Result<std::net:
     Ok(bound)
 }
 
+/// A non-blocking listener on `addr` (`IP:PORT`) with `SO_REUSEADDR` and
+/// `SO_REUSEPORT`.
+fn bind_shared(addr: &str) -> anyhow::Result<std::net::TcpListener> {
+    use nix::sys::socket::{self, sockopt, AddressFamily, Backlog, SockFlag, SockType};
+    let addr: std::net::SocketAddr = addr.parse().context("expected IP:PORT")?;
+    let family = match addr {
+        std::net::SocketAddr::V4(_) => AddressFamily::Inet,
+        std::net::SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+    let fd = socket::socket(family, SockType::Stream, flags, None)?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    socket::setsockopt(&fd, sockopt::ReusePort, &true)?;
+    socket::bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &socket::SockaddrStorage::from(addr),
+    )?;
+    socket::listen(&fd, Backlog::new(64).unwrap_or(Backlog::MAXCONN))?;
+    Ok(std::net::TcpListener::from(fd))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_incarnations_share_the_metrics_port() {
+        let ups = Arc::new(Upstreams::parse(&["127.0.0.1:1".into()]).unwrap());
+        let m = Arc::new(ProxyMetrics::new(1, ups));
+        let first = serve("127.0.0.1:0", m.clone()).unwrap();
+        let second = serve(&first.to_string(), m).unwrap();
+        assert_eq!(first, second);
+        assert!(serve(
+            "localhost:1",
+            Arc::new(ProxyMetrics::new(
+                1,
+                Arc::new(Upstreams::parse(&["127.0.0.1:1".into()]).unwrap())
+            ))
+        )
+        .is_err());
+    }
 
     #[test]
     fn status_classes() {

@@ -109,7 +109,9 @@ pub struct ProxyArgs {
     #[arg(long)]
     pub no_access_log: bool,
     /// Serve Prometheus metrics (`GET /metrics`, OpenMetrics text) on this
-    /// address, e.g. `127.0.0.1:9101`. Off by default: then nothing is counted.
+    /// address, e.g. `127.0.0.1:9101` (`SO_REUSEPORT`: the next incarnation of a
+    /// surge restart binds it too). Off by default: then nothing is counted. An
+    /// address that cannot be bound is a warning: the proxy serves without metrics.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
     /// Log format: human lines or one JSON object per line.

@@ -106,9 +106,18 @@ pub fn run(listener: std::net::TcpListener, args: ProxyArgs) -> anyhow::Result<(
     let metrics = match &args.metrics_listen {
         Some(addr) => {
             let metrics = Arc::new(ProxyMetrics::new(workers, upstreams.clone()));
-            let bound = super::metrics::serve(addr, metrics.clone())?;
-            tracing::info!(%bound, "metrics on http://{bound}/metrics");
-            Some(metrics)
+            // Traffic matters more than its metrics: a port taken by another
+            // program costs the metrics (and a warning), not the proxy.
+            match super::metrics::serve(addr, metrics.clone()) {
+                Ok(bound) => {
+                    tracing::info!(%bound, "metrics on http://{bound}/metrics");
+                    Some(metrics)
+                }
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "serving without metrics");
+                    None
+                }
+            }
         }
         None => None,
     };

@@ -293,6 +293,21 @@ fn the_proxys_request_counters_are_in_the_supervisors_one_scrape() {
     let count = must(&after, "selfheal_proxy_request_duration_seconds_count", &[]);
     assert!(count >= ok_before + 5.0, "{count}");
     assert_eq!(must(&after, "selfheal_proxy_requests_shed_total", &[]), 0.0);
+
+    // A surge restart of the proxy (it has `listen`): the new process binds the
+    // metrics port beside the old one, the restart counts as "operator", and
+    // the scrape still holds a proxy page.
+    let (exit, out) = stack.cli(&["restart", "proxy"]);
+    assert_eq!(exit, 0, "{out}");
+    let surged = wait_for("the surge counted and the proxy's page back", SOON, || {
+        let s = samples(&socket);
+        (restarts(&s, "proxy", "operator") == 1.0
+            && value(&s, "selfheal_federation_up", &[("program", "proxy")]) == Some(1.0)
+            && value(&s, "selfheal_program_processes", &[("program", "proxy")]) == Some(1.0))
+        .then_some(s)
+    });
+    assert_eq!(restarts(&surged, "proxy", "exited"), 0.0);
+    assert!(code(&surged, "2xx").is_some());
 }
 
 #[test]

@@ -140,7 +140,8 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 /// concurrently, 1 s each; one that fails is left out and marked in
 /// `selfheal_federation_up`), then `# EOF`.
 async fn metrics_page(State(s): State<ApiState>) -> Response {
-    let targets: Vec<_> = s.metrics.federated.iter().map(|f| f.url.clone()).collect();
+    let federated = s.metrics.federated();
+    let targets: Vec<_> = federated.iter().map(|f| f.url.clone()).collect();
     // The status for the gauges comes from the owner meanwhile.
     let (pages, status) = tokio::join!(super::federation::fetch_all(&targets), s.snapshot());
     let mut out = String::with_capacity(64 * 1024);
@@ -150,9 +151,7 @@ async fn metrics_page(State(s): State<ApiState>) -> Response {
     for page in pages.iter().flatten() {
         out.push_str(page);
     }
-    let up = s
-        .metrics
-        .federated
+    let up = federated
         .iter()
         .zip(&pages)
         .map(|(f, page)| (f.program.as_str(), page.is_some()));

@@ -219,8 +219,21 @@ pub struct Metrics {
     tables: Mutex<Tables>,
     orphans: Counter,
     log_lines_dropped: Counter,
-    /// Programs with a `metrics` URL, in config order.
-    pub federated: Vec<Federated>,
+    /// Programs with a `metrics` URL, in config order (replaced at a reload).
+    federated: Mutex<Vec<Federated>>,
+}
+
+/// The programs of `programs` that have a `metrics` URL, in order.
+fn federated_of(programs: &[Program]) -> Vec<Federated> {
+    programs
+        .iter()
+        .filter_map(|p| {
+            Some(Federated {
+                program: p.name.clone(),
+                url: p.metrics.clone()?,
+            })
+        })
+        .collect()
 }
 
 impl Metrics {
@@ -234,20 +247,27 @@ impl Metrics {
                 .collect(),
             members: Vec::new(),
         };
-        let federated = programs
-            .iter()
-            .filter_map(|p| {
-                Some(Federated {
-                    program: p.name.clone(),
-                    url: p.metrics.clone()?,
-                })
-            })
-            .collect();
         Metrics {
             tables: Mutex::new(tables),
             orphans: Counter::default(),
             log_lines_dropped,
-            federated,
+            federated: Mutex::new(federated_of(programs)),
+        }
+    }
+
+    /// The programs whose pages a scrape appends.
+    pub fn federated(&self) -> Vec<Federated> {
+        self.federated
+            .lock()
+            .map_or_else(|e| e.into_inner().clone(), |f| f.clone())
+    }
+
+    /// A reload's programs: their `metrics` URLs from now on.
+    pub fn reloaded(&self, programs: &[Program]) {
+        let next = federated_of(programs);
+        match self.federated.lock() {
+            Ok(mut f) => *f = next,
+            Err(e) => *e.into_inner() = next,
         }
     }
 
@@ -765,6 +785,22 @@ mod tests {
         ] {
             assert!(!text.contains(absent), "app has no probe: {text}");
         }
+    }
+
+    #[test]
+    fn a_reload_replaces_the_federated_pages() {
+        let m = metrics();
+        assert!(m.federated().is_empty());
+        let mut proxy = Program::new("proxy", vec!["p".into()]);
+        proxy.metrics = Some(MetricsUrl {
+            authority: "127.0.0.1:9101".into(),
+            path: "/metrics".into(),
+        });
+        m.reloaded(&[proxy, Program::new("app", vec![])]);
+        let f = m.federated();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].program, "proxy");
+        assert_eq!(f[0].url.authority, "127.0.0.1:9101");
     }
 
     #[test]

@@ -209,6 +209,7 @@ impl Supervisor {
             self.configs.insert(name, config);
         }
         self.feed(StackInput::Apply(plan.changes));
+        self.metrics.reloaded(&new.programs);
         // One line per program that changed, and one summary line (a reload of
         // 1000 unchanged programs is one line, not 1000).
         for a in applied.iter().filter(|a| a.change != "unchanged") {

@@ -431,7 +431,7 @@ pub fn command_main(verb: Verb, args: &ProgramArg) -> ExitCode {
             true => None,
             false => Some(conn.program(&args.name).await?),
         };
-        let uri = format!("/programs/{}/{}", args.name, verb.as_str());
+        let uri = format!("/programs/{}/{}", encode(&args.name), verb.as_str());
         let (code, body) = conn.text(hyper::Method::POST, &uri).await?;
         if code != 200 {
             return Err(refused(code, &body));
@@ -450,6 +450,14 @@ pub fn command_main(verb: Verb, args: &ProgramArg) -> ExitCode {
             let Some(now) = conn.program(&args.name).await? else {
                 return Err(ClientError::Failed(format!("{}: gone", args.name)));
             };
+            // A surge whose new process never became ready: the old one serves
+            // on, and its replacement may already be gone from the status.
+            if verb == Verb::Restart && now.rollout.as_deref() == Some("failed") {
+                return Err(ClientError::Failed(format!(
+                    "{}: failed: the new process never became ready; the old one keeps serving",
+                    args.name
+                )));
+            }
             match goal.judge(&now) {
                 Verdict::Done(text) => {
                     println!("{text}");

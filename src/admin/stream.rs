@@ -176,7 +176,12 @@ async fn unknown_program(shared: &Shared, names: &[String]) -> Option<String> {
     let snapshot = rx.await.ok()?;
     names
         .iter()
-        .find(|n| !snapshot.programs.iter().any(|p| &p.name == *n))
+        .find(|n| {
+            !snapshot
+                .programs
+                .iter()
+                .any(|p| &p.name == *n || &p.program == *n)
+        })
         .cloned()
 }
 

@@ -44,6 +44,10 @@ pub struct Record {
     /// Kind-specific fields (`pid`, `code`, `signal`, `delay_ms`, …).
     #[serde(flatten)]
     pub fields: Map<String, Value>,
+    /// The message already names the program (the supervisor's notes): the
+    /// human line does not put the name before it again.
+    #[serde(skip)]
+    pub named: bool,
 }
 
 impl Record {
@@ -82,7 +86,9 @@ impl Record {
 
     /// A supervisor event; `program` when it is about one.
     pub fn of_note(note: &Note) -> Record {
-        Record::new(note.program(), note.kind(), note.to_string(), note.fields())
+        let mut record = Record::new(note.program(), note.kind(), note.to_string(), note.fields());
+        record.named = true;
+        record
     }
 
     /// A supervisor line that has no kind of its own (`kind = "note"`).
@@ -105,6 +111,7 @@ impl Record {
             kind,
             message,
             fields,
+            named: false,
         }
     }
 

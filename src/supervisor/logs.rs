@@ -196,8 +196,8 @@ impl Output {
         let line = match self.format {
             LogFormat::Human => {
                 let text = match &record.program {
-                    Some(program) => format!("{program} {}", record.message),
-                    None => record.message.clone(),
+                    Some(program) if !record.named => format!("{program} {}", record.message),
+                    _ => record.message.clone(),
                 };
                 format_line(self.format, self.width, SELF, "event", &text, false)
             }

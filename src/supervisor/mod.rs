@@ -368,8 +368,9 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
     sup.publish(Record::text(
         None,
         format!(
-            "supervising {} programs as pid {pid}{}; admin socket {}{}",
+            "supervising {} program{} as pid {pid}{}; admin socket {}{}",
             sup.slots.len(),
+            if sup.slots.len() == 1 { "" } else { "s" },
             if pid == 1 { " (init)" } else { " (subreaper)" },
             admin_socket
                 .as_ref()

@@ -208,6 +208,11 @@ impl Supervisor {
         for (name, config) in plan.configs {
             self.configs.insert(name, config);
         }
+        // A removed program is forgotten: its held sockets close once its last
+        // process (which holds them through its slot) is gone.
+        for a in applied.iter().filter(|a| a.change == "removed") {
+            self.configs.remove(a.program.as_str());
+        }
         self.feed(StackInput::Apply(plan.changes));
         self.metrics.reloaded(&new.programs);
         // One line per program that changed, and one summary line (a reload of

@@ -180,6 +180,19 @@ impl State {
         }
     }
 
+    /// When its live process was spawned (starting or running).
+    pub fn since(&self) -> Option<Instant> {
+        match self {
+            State::Starting { since, .. } | State::Running { since, .. } => Some(*since),
+            State::Waiting
+            | State::Stopping(_)
+            | State::Backoff { .. }
+            | State::Stopped
+            | State::Exited
+            | State::Failed => None,
+        }
+    }
+
     /// The live leader process (not a group whose leader is already gone).
     pub fn leader(&self) -> Option<Pid> {
         match self {
@@ -523,6 +536,11 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// Its policy (restart rule, backoff, probe…).
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     pub fn new(policy: Policy, seed: u64) -> Machine {
         Machine {
             state: State::Waiting,

@@ -392,6 +392,19 @@ replicas = 3
     let (code, text) = sup.cli(&["scale", "worker", "4"]);
     assert_eq!(code, 0, "{text}");
     sup.proc.wait_output("replica-3-env-3-tag3", SOON);
+    // `logs worker` is every instance's output; `-n 1` the last line of each.
+    let (code, text) = sup.cli(&["logs", "worker", "-n", "1"]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.contains("replica-")).count(),
+        4,
+        "{text}"
+    );
+    // One instance by name, in the CLI too (`#` is not a URL fragment).
+    let one = sup.program("worker#2")["pid"].as_i64().unwrap();
+    let (code, text) = sup.cli(&["restart", "worker#2"]);
+    assert_eq!(code, 0, "{text}");
+    assert_ne!(sup.program("worker#2")["pid"].as_i64().unwrap(), one);
 }
 
 /// A surge's new process that takes a while to listen is ready when it
@@ -464,4 +477,71 @@ health = {{ http = "http://127.0.0.1:{port}/", interval = "200ms", timeout = "1s
     assert_eq!(code, 0, "{text}");
     let new = sup.wait_pid("web");
     assert_ne!(new, old, "{text}");
+}
+
+/// A removed program's held socket is closed once its process is gone (a
+/// connection is refused, the port can be bound again), and adding it back is
+/// an addition.
+#[test]
+fn a_removed_program_releases_its_socket_and_comes_back_as_added() {
+    let port = crate::harness::free_port();
+    let listener = format!(
+        "\n[programs.held]\ncommand = [\"sleep\", \"infinity\"]\nlisten = [\"127.0.0.1:{port}\"]\n"
+    );
+    let dir = crate::harness::temp_dir();
+    let sup = crate::sup_util::start_in(dir, "", &listener);
+    sup.wait_pid("held");
+    let config = sup.config.clone();
+    let with = std::fs::read_to_string(&config).unwrap();
+    let without = with.replace(
+        &listener,
+        "\n[programs.other]\ncommand = [\"sleep\", \"infinity\"]\n",
+    );
+    std::fs::write(&config, &without).unwrap();
+    let (code, text) = sup.cli(&["reload"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("held: removed"), "{text}");
+    wait_for("the removed program's socket to close", SOON, || {
+        std::net::TcpListener::bind(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    });
+    let (_, again) = sup.cli(&["reload"]);
+    assert!(
+        !again.contains("held"),
+        "a removed program is forgotten: {again}"
+    );
+    std::fs::write(&config, &with).unwrap();
+    let (code, text) = sup.cli(&["reload"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("held: added"), "{text}");
+}
+
+/// A surge's new process without a probe must stay up a second before the
+/// old one is stopped: one that cannot start never costs the serving one.
+#[test]
+fn a_probeless_surge_that_cannot_start_leaves_the_old_process_serving() {
+    let port = crate::harness::free_port();
+    let dir = crate::harness::temp_dir();
+    let marker = dir.path().join("broken");
+    let sup = crate::sup_util::start_in(
+        dir,
+        "",
+        &format!(
+            r#"[programs.web]
+command = ["sh", "-c", "test -e {marker} && exit 2; exec sleep infinity"]
+listen = ["127.0.0.1:{port}"]
+"#,
+            marker = marker.display()
+        ),
+    );
+    let old = sup.wait_pid("web");
+    std::fs::write(&marker, "").unwrap();
+    let (code, text) = sup.cli(&["restart", "web"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        crate::sup_util::alive(old),
+        "the old process was stopped: {text}"
+    );
+    assert_eq!(sup.wait_pid("web"), old);
 }

@@ -76,9 +76,19 @@ pub struct Selection {
 impl Selection {
     /// Whether a line of `program` at `ts_ms` is selected (ignoring `last`).
     pub fn wants(&self, line: &LogLine) -> bool {
-        (self.programs.is_empty() || self.programs.iter().any(|p| **p == *line.program))
+        (self.programs.is_empty() || self.programs.iter().any(|p| names(p, &line.program)))
             && self.since_ms.is_none_or(|t| line.ts_ms >= t)
     }
+}
+
+/// Whether `wanted` (a program, `app`, or one instance, `app#2`; `app#0` is
+/// replica 0, whose lines go by `app`) names the instance `program`.
+fn names(wanted: &str, program: &str) -> bool {
+    let wanted = wanted.strip_suffix("#0").unwrap_or(wanted);
+    program == wanted
+        || program
+            .strip_prefix(wanted)
+            .is_some_and(|rest| rest.starts_with('#'))
 }
 
 /// The rings of every program, shared by the readers of programs' output
@@ -166,10 +176,8 @@ impl LogBook {
                 wanted.skip(skip).cloned()
             })
             .collect();
+        // The last n of each program (as `docker compose logs --tail`), in order.
         lines.sort_unstable_by_key(|l| l.seq);
-        if let Some(n) = selection.last {
-            lines.drain(..lines.len().saturating_sub(n));
-        }
         (lines, self.tx.subscribe())
     }
 
@@ -211,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_merge_programs_in_order_and_take_the_last_n_overall() {
+    fn reads_merge_programs_in_order_and_take_the_last_n_of_each() {
         let book = LogBook::new(DEFAULT_CAPACITY);
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
         book.keep(&a, "1", false);
@@ -224,7 +232,12 @@ mod tests {
             last: Some(3),
             ..Selection::default()
         };
-        assert_eq!(texts(&book.read(&last).0), ["b:2", "a:3", "b:4"]);
+        assert_eq!(texts(&book.read(&last).0), ["a:1", "b:2", "a:3", "b:4"]);
+        let one = Selection {
+            last: Some(1),
+            ..Selection::default()
+        };
+        assert_eq!(texts(&book.read(&one).0), ["a:3", "b:4"]);
         let only_b = Selection {
             programs: vec!["b".into()],
             last: Some(1),
@@ -236,6 +249,17 @@ mod tests {
             ..Selection::default()
         };
         assert!(book.read(&future).0.is_empty());
+    }
+
+    #[test]
+    fn a_program_name_selects_each_of_its_instances() {
+        assert!(names("app", "app"));
+        assert!(names("app", "app#2"));
+        assert!(names("app#0", "app"));
+        assert!(names("app#2", "app#2"));
+        assert!(!names("app#2", "app"));
+        assert!(!names("app", "apple"));
+        assert!(!names("app", "app2#1"));
     }
 
     #[test]

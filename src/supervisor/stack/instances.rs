@@ -39,6 +39,11 @@ use crate::supervisor::state::{Input, Machine, Pid, Policy, State};
 /// How long a surge waits for the new instance to become ready.
 pub const SURGE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a surge's new process without a probe must stay up before the old
+/// one is stopped (supervisord's `startsecs`): a new process that cannot start
+/// then never costs the old one.
+pub const SURGE_SETTLE: Duration = Duration::from_secs(1);
+
 /// What the stack needs to know to make instances of one program.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Service {
@@ -246,13 +251,19 @@ impl Stack {
             return;
         };
         let service = rule.name.clone();
-        self.rollouts.retain(|r| r.service != service);
         self.rollout_outcomes.remove(&service);
-        self.rollouts.push(Rollout {
-            service,
-            queue: members.into(),
-            step: None,
-        });
+        // A restart (or reload) while one runs: the replacement under way
+        // finishes, then every instance listed now is replaced — the one just
+        // made too, since it was made from the config before this input.
+        if let Some(running) = self.rollouts.iter_mut().find(|r| r.service == service) {
+            running.queue = members.into();
+        } else {
+            self.rollouts.push(Rollout {
+                service,
+                queue: members.into(),
+                step: None,
+            });
+        }
         self.advance_rollouts(now, out);
     }
 
@@ -344,7 +355,14 @@ impl Stack {
     pub(super) fn surge_deadline(&self) -> Option<Instant> {
         self.surges
             .iter()
-            .filter_map(|i| self.members.get(*i)?.instance.surge_deadline)
+            .filter_map(|i| {
+                let m = self.members.get(*i)?;
+                let settle = match m.machine.policy().probe {
+                    None => m.machine.state.since().map(|t| t + SURGE_SETTLE),
+                    Some(_) => None,
+                };
+                settle.into_iter().chain(m.instance.surge_deadline).min()
+            })
             .min()
     }
 
@@ -356,7 +374,14 @@ impl Stack {
             let Some(old) = m.instance.replaces else {
                 continue;
             };
-            let ready = m.machine.is_ready();
+            // Without a probe a process is "ready" at once: it must then stay
+            // up for SURGE_SETTLE before the old one is stopped.
+            let settled = m.machine.policy().probe.is_some()
+                || m.machine
+                    .state
+                    .since()
+                    .is_some_and(|t| now.saturating_duration_since(t) >= SURGE_SETTLE);
+            let ready = m.machine.is_ready() && settled;
             // Its first process ended (even if restarted at once), or time is up.
             let ended = m.machine.last_exit.is_some()
                 || matches!(

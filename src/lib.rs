@@ -10,6 +10,7 @@
 //!   reaper, spawning, probes, signals and shutdown.
 //! - [`admin`]: the admin HTTP API on a unix socket, and its CLI client.
 //! - [`listenfd`]: inherited listening sockets (`LISTEN_FDS`), shared by app and proxy.
+//! - [`statefd`]: the state channel's wire format (`SELFHEAL_STATE_FD`), supervisor ↔ proxy.
 //! - [`app`]: `selfheal app`, the demo web app counting visits exactly once in Redis.
 //! - [`proxy`]: `selfheal proxy`, the reverse proxy that holds and retries.
 //! - [`stop`]: SIGTERM/SIGINT handling shared by app and proxy.
@@ -23,5 +24,6 @@ pub mod exit;
 pub mod listenfd;
 pub mod logging;
 pub mod proxy;
+pub mod statefd;
 pub mod stop;
 pub mod supervisor;

@@ -42,6 +42,10 @@ pub struct ProgramStatus {
     pub recent_restarts: usize,
     pub last_exit: Option<ExitInfo>,
     pub health: Option<HealthInfo>,
+    /// What its last outage cost, for a program a front (`upstreams`) fronts:
+    /// `{down_ms, held, replayed, shed}` (see `supervisor::channel`).
+    #[serde(default)]
+    pub last_restart: Option<crate::supervisor::channel::RestartCost>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

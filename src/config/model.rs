@@ -61,6 +61,10 @@ pub struct Program {
     pub depends_on: Vec<Dependency>,
     pub health: Option<Health>,
     pub listen: Vec<SocketAddr>,
+    /// Programs this one fronts (`upstreams = ["app"]`): it gets the state
+    /// channel (`SELFHEAL_STATE_FD`, see `supervisor::channel`) telling it
+    /// their state.
+    pub upstreams: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +196,7 @@ impl Program {
             depends_on: Vec::new(),
             health: None,
             listen: Vec::new(),
+            upstreams: Vec::new(),
         }
     }
 

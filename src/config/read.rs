@@ -61,6 +61,7 @@ pub(crate) const PROGRAM_KEYS: &[&str] = &[
     "depends_on",
     "health",
     "listen",
+    "upstreams",
 ];
 
 /// The keys of one table, with bookkeeping of what was read.
@@ -645,6 +646,9 @@ impl<'s, 'e> Reader<'s, 'e> {
                 );
             }
         }
+        if let Some(v) = f.get("upstreams") {
+            self.upstreams(v, &f.field("upstreams"), name, &mut program, spans);
+        }
         f.finish(self);
         Some(program)
     }
@@ -707,6 +711,46 @@ impl<'s, 'e> Reader<'s, 'e> {
         }
         f.finish(self);
         l
+    }
+
+    /// `upstreams = ["app", …]`: names only here; whether they exist is
+    /// [`super::graph`]'s check.
+    fn upstreams(
+        &mut self,
+        v: &Value,
+        field: &str,
+        own: &str,
+        program: &mut Program,
+        spans: &mut Spans,
+    ) {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.diags
+                .error(v.span(), field, "expected an array of program names");
+            return;
+        };
+        if program.listen.len() >= crate::supervisor::sockets::MAX_LISTEN {
+            self.diags.error(
+                v.span(),
+                field,
+                "the state channel needs a descriptor after the listen sockets: \
+                 at most 15 listen addresses with upstreams",
+            );
+        }
+        for item in items.iter() {
+            let Some(name) = self.string(item, field) else {
+                continue;
+            };
+            if name == own {
+                self.diags
+                    .error(item.span(), field, "a program cannot front itself");
+            } else if program.upstreams.contains(&name) {
+                self.diags
+                    .error(item.span(), field, format!("{name:?} is listed twice"));
+            } else {
+                program.upstreams.push(name);
+                spans.upstreams.push(item.span());
+            }
+        }
     }
 
     fn depends_on(
@@ -881,6 +925,8 @@ pub struct Spans {
     pub deps: Vec<Span>,
     /// One per entry of `Program::listen`, same order.
     pub listen: Vec<Span>,
+    /// One per entry of `Program::upstreams`, same order.
+    pub upstreams: Vec<Span>,
 }
 
 fn t_span(t: &DeTable) -> Span {

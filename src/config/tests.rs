@@ -338,3 +338,53 @@ command = ["side"]
     let c = parse_ok("[programs.job]\ncommand = [\"job\"]\nmain = true\nrestart = \"always\"\n");
     assert_eq!(c.programs[0].restart, RestartPolicy::Always);
 }
+
+#[test]
+fn upstreams_name_programs_with_positions_for_each_problem() {
+    let c = parse_ok(
+        r#"[programs.app]
+command = ["x"]
+[programs.proxy]
+command = ["y"]
+upstreams = ["app"]
+"#,
+    );
+    let proxy = c.programs.iter().find(|p| p.name == "proxy").unwrap();
+    assert_eq!(proxy.upstreams, ["app"]);
+    let d = parse_err(
+        r#"[programs.app]
+command = ["x"]
+[programs.proxy]
+command = ["y"]
+upstreams = ["app", "ghost", "proxy", "app"]
+"#,
+    );
+    let found: Vec<(usize, usize, &str)> = d
+        .iter()
+        .map(|d| (d.line, d.column, d.message.as_str()))
+        .collect();
+    assert!(
+        found
+            .iter()
+            .any(|(l, c, m)| (*l, *c) == (5, 21) && m.starts_with("unknown program \"ghost\"")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(l, c, m)| (*l, *c) == (5, 30) && m.contains("cannot front itself")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(l, c, m)| (*l, *c) == (5, 39) && m.contains("listed twice")),
+        "{found:?}"
+    );
+    let d = parse_err("[programs.p]\ncommand = [\"y\"]\nupstreams = \"app\"\n");
+    assert!(
+        d.iter()
+            .any(|d| d.field == "programs.p.upstreams" && d.line == 3),
+        "{d:?}"
+    );
+}

@@ -23,6 +23,7 @@ use super::headers;
 use super::limits;
 use super::request;
 use super::retry::{self, Backoff, Decision, Facts, Failure, Verdict};
+use super::schedule::{Count, Gate, Schedule};
 use super::server::Worker;
 use super::upstream::Pick;
 
@@ -170,7 +171,12 @@ async fn forward(
     let deadline = Instant::now() + w.cfg.hold_timeout;
     let mut backoff = Backoff::new();
     let mut replays = 0u32;
+    let mut changes = w.cfg.schedule.as_ref().map(|s| s.changed());
+    let mut held = false;
     loop {
+        if let (Some(s), Some(rx)) = (&w.cfg.schedule, &mut changes) {
+            wait_for_schedule(s, rx, deadline, &mut held).await?;
+        }
         let i = pick_upstream(w)?;
         out.upstream = Some(i);
         let _in_flight = w.pool.begin(i);
@@ -192,10 +198,64 @@ async fn forward(
         let (pause, replay) = fail(w, i, &facts, cause)?;
         out.retries += 1;
         replays += u32::from(replay);
+        if replay {
+            if let Some(s) = &w.cfg.schedule {
+                s.count(Count::Replayed);
+            }
+        }
         if pause {
             match backoff.next_within(Instant::now(), deadline) {
-                Some(d) => tokio::time::sleep(d).await,
+                // A change of state (ready again) ends the pause early.
+                Some(d) => match &mut changes {
+                    Some(rx) => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(d) => {}
+                            _ = rx.changed() => {}
+                        }
+                    }
+                    None => tokio::time::sleep(d).await,
+                },
                 None => return Err(ProxyError::Unavailable),
+            }
+        }
+    }
+}
+
+/// Step 0, with the state channel only: the schedule's gate (see
+/// [`super::schedule`]). Returns when the request may go; holds while the
+/// gate says hold, waking on every change of state; `503` with the
+/// schedule's `Retry-After` when it says shed or the hold runs out.
+async fn wait_for_schedule(
+    s: &Schedule,
+    rx: &mut tokio::sync::watch::Receiver<u64>,
+    deadline: Instant,
+    held: &mut bool,
+) -> Result<(), ProxyError> {
+    loop {
+        rx.borrow_and_update();
+        let left = deadline.saturating_duration_since(Instant::now());
+        match s.gate(left) {
+            Gate::Go => return Ok(()),
+            Gate::Shed { retry_after } => {
+                s.count(Count::Shed);
+                return Err(ProxyError::NotReady(retry_after));
+            }
+            Gate::Hold => {
+                if !std::mem::replace(held, true) {
+                    s.count(Count::Held);
+                }
+                let late = tokio::time::sleep_until(deadline.into());
+                tokio::select! {
+                    _ = rx.changed() => {}
+                    _ = late => {
+                        s.count(Count::Shed);
+                        let retry_after = match s.gate(std::time::Duration::ZERO) {
+                            Gate::Shed { retry_after } => retry_after,
+                            Gate::Go | Gate::Hold => 1,
+                        };
+                        return Err(ProxyError::NotReady(retry_after));
+                    }
+                }
             }
         }
     }

@@ -18,6 +18,7 @@
 //! - [`health`]: probe tasks.
 //! - [`sockets`]: listen sockets kept across restarts.
 //! - [`logs`]: prefixed program output and event lines.
+//! - [`channel`]: the state channel to fronts (programs with `upstreams`).
 
 // PID 1 must not panic: no unwrap/expect/panic/unchecked indexing on runtime
 // paths (tests may, where a panic is the failure report).
@@ -35,6 +36,7 @@
 )]
 
 pub mod backoff;
+pub mod channel;
 pub mod events;
 pub mod exec_error;
 pub mod health;
@@ -89,6 +91,8 @@ pub enum Msg {
     },
     /// The current status, built on demand (nothing is built while nobody asks).
     Snapshot(oneshot::Sender<Snapshot>),
+    /// A front's report on its state channel.
+    Report(crate::statefd::Report),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +234,7 @@ struct Supervisor {
     events: Arc<EventLog>,
     started_at_ms: u64,
     exit: Option<Exit>,
+    channels: channel::Channels,
 }
 
 async fn run(launch: Launch, args: RunArgs) -> Exit {
@@ -289,6 +294,14 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
             }
         }
     }
+    let programs: Vec<Arc<Program>> = slots.iter().map(|s| s.program.clone()).collect();
+    let channels = match channel::Channels::open(&programs, &tx) {
+        Ok(c) => c,
+        Err(e) => {
+            output.note(&format!("cannot open the state channel: {e}"));
+            return Exit::Internal;
+        }
+    };
     let mut sup = Supervisor {
         stack: build_stack(&config, pid, &args.main),
         main_death_signal: args.main.pdeathsig,
@@ -300,6 +313,7 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         events,
         started_at_ms: snapshot::now_ms(),
         exit: None,
+        channels,
     };
     sup.publish(Record::text(
         None,
@@ -484,6 +498,18 @@ impl Supervisor {
         for i in touched {
             self.sync_probe(i);
         }
+        self.sync_channels();
+    }
+
+    /// Tells fronts of every change of the programs they front.
+    fn sync_channels(&mut self) {
+        let now = Instant::now();
+        let now_ms = snapshot::now_ms();
+        let (members, slots) = (&self.stack.members, &self.slots);
+        self.channels.sync(now, |i| {
+            let (m, s) = (members.get(i)?, slots.get(i)?);
+            Some(channel::view(&m.machine, s.generation, now, now_ms))
+        });
     }
 
     fn spawn(&mut self, i: usize) -> Input {
@@ -501,6 +527,7 @@ impl Supervisor {
             user: p.user.as_deref(),
             group: p.group.as_deref(),
             listen: &slot.listen,
+            state_fd: self.channels.child_fd(i),
             stdio: if p.main {
                 spawn::ChildStdio::Inherit
             } else {
@@ -521,6 +548,7 @@ impl Supervisor {
                 slot.spawned_boot = boot_time();
                 slot.last_pgid = Some(child.pid);
                 self.leaders.insert(child.pid, i);
+                self.channels.spawned(i);
                 if let (Some(reader), Some(m)) = (child.output, self.stack.members.get(i)) {
                     logs::pump(self.output.clone(), m.name.clone(), reader);
                 }
@@ -690,6 +718,11 @@ impl Supervisor {
             Msg::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
+            Msg::Report(report) => {
+                if let Some(record) = self.channels.report(report) {
+                    self.publish(record);
+                }
+            }
         }
     }
 
@@ -719,7 +752,11 @@ impl Supervisor {
             .members
             .iter()
             .zip(&self.slots)
-            .map(|(m, s)| status_of(m, s, now))
+            .enumerate()
+            .map(|(i, (m, s))| ProgramStatus {
+                last_restart: self.channels.last_restart(i),
+                ..status_of(m, s, now)
+            })
             .collect();
         Snapshot {
             supervisor: SupervisorInfo {
@@ -756,6 +793,7 @@ fn status_of(member: &Member, slot: &Slot, now: Instant) -> ProgramStatus {
             ok: p.ok,
             reason: p.reason.clone(),
         }),
+        last_restart: None,
     }
 }
 

@@ -47,11 +47,35 @@ impl Stack {
 
     /// Starts it in `dir` (data in `dir/data`) with `ports` and extra env.
     pub fn start_in(dir: tempfile::TempDir, ports: Ports, env: &[(&str, &str)]) -> Stack {
+        Self::start_config(dir, ports, env, &shipped_config())
+    }
+
+    /// The shipped stack with the shipped config edited: each `(from, to)` is
+    /// replaced once (the text must be there).
+    pub fn start_edited(edits: &[(&str, &str)]) -> Stack {
+        let dir = temp_dir();
+        let mut text = std::fs::read_to_string(shipped_config()).expect("read supervisor.toml");
+        for (from, to) in edits {
+            assert!(text.contains(from), "supervisor.toml has no {from:?}");
+            text = text.replacen(from, to, 1);
+        }
+        let path = dir.path().join("edited.toml");
+        std::fs::write(&path, text).expect("write edited config");
+        Self::start_config(dir, Ports::free(), &[], &path)
+    }
+
+    /// Starts the stack of `config` (the shipped one or an edited copy).
+    pub fn start_config(
+        dir: tempfile::TempDir,
+        ports: Ports,
+        env: &[(&str, &str)],
+        config: &Path,
+    ) -> Stack {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).expect("create data dir");
         let mut cmd = Command::new(BIN);
         cmd.arg("--config")
-            .arg(shipped_config())
+            .arg(config)
             .env("SELFHEAL_DATA", &data)
             .env("SELFHEAL_RUN", dir.path())
             .env("SELFHEAL_REDIS_PORT", ports.redis.to_string())

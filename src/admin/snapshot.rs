@@ -46,6 +46,10 @@ pub struct ProgramStatus {
     /// `{down_ms, held, replayed, shed}` (see `supervisor::channel`).
     #[serde(default)]
     pub last_restart: Option<crate::supervisor::channel::RestartCost>,
+    /// Replacements of unhealthy incarnations by cause (`over_memory`,
+    /// `traffic`) since the supervisor started.
+    #[serde(default)]
+    pub replacements_by_cause: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

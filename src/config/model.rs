@@ -65,6 +65,9 @@ pub struct Program {
     /// channel (`SELFHEAL_STATE_FD`, see `supervisor::channel`) telling it
     /// their state.
     pub upstreams: Vec<String>,
+    /// `max_memory = "256MiB"`: resident bytes of its process group above
+    /// which it is replaced (see `supervisor::memory`).
+    pub max_memory: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +200,7 @@ impl Program {
             health: None,
             listen: Vec::new(),
             upstreams: Vec::new(),
+            max_memory: None,
         }
     }
 

@@ -26,6 +26,9 @@ type Value<'i> = Spanned<DeValue<'i>>;
 /// a typo.
 const MAX_LOG_RING: u64 = 1 << 30;
 
+/// Largest `max_memory` (1 PiB): anything above is a typo.
+const MAX_MEMORY: u64 = 1 << 50;
+
 const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Reading context: diagnostics plus the variable lookup used for `${VAR}`.
@@ -62,6 +65,7 @@ pub(crate) const PROGRAM_KEYS: &[&str] = &[
     "health",
     "listen",
     "upstreams",
+    "max_memory",
 ];
 
 /// The keys of one table, with bookkeeping of what was read.
@@ -644,6 +648,14 @@ impl<'s, 'e> Reader<'s, 'e> {
                     &field,
                     "expected an array of \"ADDR:PORT\" strings",
                 );
+            }
+        }
+        if let Some(v) = f.get("max_memory") {
+            let field = f.field("max_memory");
+            match self.size(v, &field, MAX_MEMORY) {
+                Some(0) => self.diags.error(v.span(), &field, "must be greater than 0"),
+                Some(bytes) => program.max_memory = Some(bytes),
+                None => {}
             }
         }
         if let Some(v) = f.get("upstreams") {

@@ -388,3 +388,19 @@ upstreams = ["app", "ghost", "proxy", "app"]
         "{d:?}"
     );
 }
+
+#[test]
+fn max_memory_is_a_size_above_zero() {
+    let c = parse_ok("[programs.a]\ncommand = [\"x\"]\nmax_memory = \"256MiB\"\n");
+    assert_eq!(c.programs[0].max_memory, Some(256 << 20));
+    for bad in ["\"0\"", "\"lots\"", "-1"] {
+        let d = parse_err(&format!(
+            "[programs.a]\ncommand = [\"x\"]\nmax_memory = {bad}\n"
+        ));
+        assert!(
+            d.iter()
+                .any(|d| d.field == "programs.a.max_memory" && (d.line, d.column) == (3, 14)),
+            "{bad}: {d:?}"
+        );
+    }
+}

@@ -18,6 +18,7 @@
 //! - [`health`]: probe tasks.
 //! - [`sockets`]: listen sockets kept across restarts.
 //! - [`logs`]: prefixed program output and event lines.
+//! - [`memory`]: `max_memory`, measured from `/proc`; replacing an unhealthy program.
 //! - [`channel`]: the state channel to fronts (programs with `upstreams`).
 
 // PID 1 must not panic: no unwrap/expect/panic/unchecked indexing on runtime
@@ -42,6 +43,7 @@ pub mod exec_error;
 pub mod health;
 mod hygiene;
 pub mod logs;
+pub mod memory;
 pub mod notes;
 pub mod reaper;
 pub mod signals;
@@ -219,6 +221,8 @@ struct Slot {
     spawned_boot: Duration,
     /// The process group of the current or last incarnation (its leader's pid).
     last_pgid: Option<Pid>,
+    /// Replacements by cause (`over_memory`, `traffic`), for the status.
+    replacements: std::collections::BTreeMap<&'static str, u64>,
 }
 
 struct Supervisor {
@@ -335,6 +339,7 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
     let first = sup.stack.start(Instant::now());
     sup.carry_out(first);
 
+    let mut memory_tick = memory::timer(config.programs.iter().any(|p| p.max_memory.is_some()));
     let exit = loop {
         if let Some(exit) = sup.exit {
             break exit;
@@ -346,6 +351,7 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
             Some(signal) = signals.rx.recv() => sup.feed(StackInput::Signal(signal)),
             Some(msg) = rx.recv() => sup.on_message(msg),
             _ = sleep_until(deadline) => sup.feed(StackInput::Deadline),
+            _ = memory::tick(&mut memory_tick) => sup.check_memory(),
         }
     };
     if let Some(socket) = &admin_socket {
@@ -382,6 +388,7 @@ fn bind_slots(config: &Config, output: &Output) -> Option<Vec<Slot>> {
             spawned_at: Instant::now(),
             spawned_boot: Duration::ZERO,
             last_pgid: None,
+            replacements: Default::default(),
         });
     }
     Some(slots)
@@ -755,6 +762,11 @@ impl Supervisor {
             .enumerate()
             .map(|(i, (m, s))| ProgramStatus {
                 last_restart: self.channels.last_restart(i),
+                replacements_by_cause: s
+                    .replacements
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect(),
                 ..status_of(m, s, now)
             })
             .collect();
@@ -794,6 +806,7 @@ fn status_of(member: &Member, slot: &Slot, now: Instant) -> ProgramStatus {
             reason: p.reason.clone(),
         }),
         last_restart: None,
+        replacements_by_cause: Default::default(),
     }
 }
 

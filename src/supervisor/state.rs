@@ -18,6 +18,9 @@
 //! | Backoff  | Starting¹ | restart rule | – | – | – | Spawn | Spawn | Stopped | Spawn | – |
 //! | Stopped, Exited, Failed | Starting¹ | unchanged | – | – | – | – | Waiting | – | Waiting | – |
 //!
+//! `Replace` (memory limit, traffic health) → Stopping(recover) in Starting and
+//! Running, as a liveness failure; ignored ("–") in every other state.
+//!
 //! `Suspended`/`Continued` (the leader was stopped with SIGSTOP/SIGTSTP, or
 //! continued) only flip [`Machine::suspended`], in any state with that pid.
 //!
@@ -234,6 +237,10 @@ pub enum Input {
     Start,
     Stop,
     Restart,
+    /// The live incarnation is unhealthy by another measure than its probe
+    /// (memory limit, traffic health): stopped and restarted as after a
+    /// liveness failure (counted, per policy). Ignored unless live.
+    Replace,
 }
 
 impl Input {
@@ -625,6 +632,7 @@ impl Machine {
             | Input::GroupGone { .. }
             | Input::Suspended { .. }
             | Input::Probe { .. }
+            | Input::Replace
             | Input::Deadline
             | Input::Start
             | Input::Restart => State::Waiting,
@@ -663,6 +671,9 @@ impl Machine {
             }
             Input::Stop => self.stop(pid, since, AfterStop::Stay, now, actions),
             Input::Restart => self.stop(pid, since, AfterStop::Restart, now, actions),
+            // The liveness path without the probe count: a signal from
+            // elsewhere (memory, traffic) says this incarnation is unhealthy.
+            Input::Replace => self.stop(pid, since, AfterStop::Recover, now, actions),
             Input::Exited { .. }
             | Input::Suspended { .. }
             | Input::GroupGone { .. }
@@ -793,6 +804,7 @@ impl Machine {
             | Input::Spawned { .. }
             | Input::SpawnFailed(_)
             | Input::Probe { .. }
+            | Input::Replace
             | Input::DepsReady => State::Stopping(s),
         }
     }
@@ -878,6 +890,7 @@ impl Machine {
             | Input::GroupGone { .. }
             | Input::Suspended { .. }
             | Input::Probe { .. }
+            | Input::Replace
             | Input::DepsReady => State::Backoff { until },
         }
     }
@@ -907,6 +920,7 @@ impl Machine {
             | Input::GroupGone { .. }
             | Input::Suspended { .. }
             | Input::Probe { .. }
+            | Input::Replace
             | Input::Deadline
             | Input::Stop
             | Input::DepsReady => state,

@@ -3,6 +3,7 @@ mod app_counting;
 mod app_lifecycle;
 mod app_redis_outage;
 mod app_util;
+mod channel_memory;
 mod channel_schedule;
 #[path = "../common/mod.rs"]
 mod common;

@@ -73,6 +73,15 @@ pub enum Report {
         replayed: u64,
         shed: u64,
     },
+    /// What the front saw of `program`'s `incarnation` over about one second:
+    /// answers relayed (`requests`) and, among them or besides, `5xx` answers
+    /// and upstream timeouts (`errors`). Sent only for seconds with traffic.
+    Traffic {
+        program: String,
+        incarnation: u64,
+        requests: u64,
+        errors: u64,
+    },
 }
 
 /// Takes the inherited channel descriptor named by [`ENV`] (once per process;

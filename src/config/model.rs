@@ -68,6 +68,30 @@ pub struct Program {
     /// `max_memory = "256MiB"`: resident bytes of its process group above
     /// which it is replaced (see `supervisor::memory`).
     pub max_memory: Option<u64>,
+    /// `traffic_health = { errors, window, ratio }`: replace it when its front
+    /// sees that many errors, at least that share of its answers, within the window.
+    pub traffic_health: Option<TrafficHealth>,
+}
+
+/// When the errors a front sees make a program unhealthy: at least `errors`
+/// `5xx` answers and upstream timeouts within `window`, and at least `ratio`
+/// of the requests in that window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrafficHealth {
+    pub errors: u64,
+    pub window: Duration,
+    /// 0.0–1.0.
+    pub ratio: f64,
+}
+
+impl Default for TrafficHealth {
+    fn default() -> Self {
+        TrafficHealth {
+            errors: 20,
+            window: Duration::from_secs(10),
+            ratio: 0.5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +225,7 @@ impl Program {
             listen: Vec::new(),
             upstreams: Vec::new(),
             max_memory: None,
+            traffic_health: None,
         }
     }
 

@@ -66,6 +66,7 @@ pub(crate) const PROGRAM_KEYS: &[&str] = &[
     "listen",
     "upstreams",
     "max_memory",
+    "traffic_health",
 ];
 
 /// The keys of one table, with bookkeeping of what was read.
@@ -658,6 +659,9 @@ impl<'s, 'e> Reader<'s, 'e> {
                 None => {}
             }
         }
+        if let Some(v) = f.get("traffic_health") {
+            program.traffic_health = self.traffic_health(v, &f.field("traffic_health"));
+        }
         if let Some(v) = f.get("upstreams") {
             self.upstreams(v, &f.field("upstreams"), name, &mut program, spans);
         }
@@ -705,6 +709,34 @@ impl<'s, 'e> Reader<'s, 'e> {
         }
         f.finish(self);
         b
+    }
+
+    fn traffic_health(&mut self, v: &Value, path: &str) -> Option<TrafficHealth> {
+        let t = self.table(v, path)?;
+        let mut h = TrafficHealth::default();
+        let mut f = Fields::new(t, path, &["errors", "window", "ratio"]);
+        if let Some(v) = f.get("errors") {
+            h.errors = self
+                .integer(v, &f.field("errors"), 1)
+                .map_or(h.errors, |n| n as u64);
+        }
+        if let Some(v) = f.get("window") {
+            let field = f.field("window");
+            match self.duration(v, &field) {
+                Some(d) if d.is_zero() => {
+                    self.diags.error(v.span(), &field, "must be greater than 0")
+                }
+                Some(d) => h.window = d,
+                None => {}
+            }
+        }
+        if let Some(v) = f.get("ratio") {
+            h.ratio = self
+                .float(v, &f.field("ratio"), 0.0..=1.0)
+                .unwrap_or(h.ratio);
+        }
+        f.finish(self);
+        Some(h)
     }
 
     fn restart_limit(&mut self, v: &Value, path: &str) -> RestartLimit {

@@ -1,5 +1,6 @@
 use super::*;
 use std::path::Path;
+use std::time::Duration;
 
 fn env(name: &str) -> Option<std::ffi::OsString> {
     match name {
@@ -401,6 +402,26 @@ fn max_memory_is_a_size_above_zero() {
             d.iter()
                 .any(|d| d.field == "programs.a.max_memory" && (d.line, d.column) == (3, 14)),
             "{bad}: {d:?}"
+        );
+    }
+}
+
+#[test]
+fn traffic_health_has_defaults_and_checked_fields() {
+    let c = parse_ok("[programs.a]\ncommand = [\"x\"]\ntraffic_health = { errors = 5 }\n");
+    let h = c.programs[0].traffic_health.unwrap();
+    assert_eq!(
+        (h.errors, h.window, h.ratio),
+        (5, Duration::from_secs(10), 0.5)
+    );
+    let d = parse_err(
+        "[programs.a]\ncommand = [\"x\"]\ntraffic_health = { errors = 0, window = \"0s\", ratio = 2.0, other = 1 }\n",
+    );
+    for field in ["errors", "window", "ratio", "other"] {
+        assert!(
+            d.iter()
+                .any(|d| d.field == format!("programs.a.traffic_health.{field}") && d.line == 3),
+            "{field}: {d:?}"
         );
     }
 }

@@ -183,7 +183,12 @@ async fn forward(
         let (failure, cause) = match connect(w, i, deadline).await {
             Err(e) => (Failure::Connect, ExchangeError::NotSent(e)),
             Ok((mut conn, reused)) => match send(w, &mut conn, &mut req).await {
-                Ok(head) => return relay(w, i, conn, head),
+                Ok(head) => {
+                    if let Some(s) = &w.cfg.schedule {
+                        s.traffic(i, head.status.is_server_error());
+                    }
+                    return relay(w, i, conn, head);
+                }
                 Err(e) => (classify(&e, reused), e),
             },
         };
@@ -347,6 +352,11 @@ fn fail(
             w.pool.clear(i);
         }
         (Failure::AfterSend, _) => w.pool.clear(i),
+        (Failure::TimedOut, _) => {
+            if let Some(s) = &w.cfg.schedule {
+                s.traffic(i, true);
+            }
+        }
         _ => {}
     }
     match retry::decide(facts) {

@@ -15,6 +15,11 @@
 //! shortest `Retry-After`). A held request waits on [`Schedule::changed`], so
 //! it goes out as soon as its program is ready, not on the retry timer.
 //!
+//! For `traffic_health`, the proxy counts per upstream the answers it relayed
+//! and the errors it saw (`5xx` answers, upstream timeouts) and reports them
+//! per program and incarnation once a second
+//! ([`crate::statefd::Report::Traffic`]; nothing for a quiet second).
+//!
 //! While a program is not ready the proxy counts requests held, replayed and
 //! shed for it; when it is ready again it reports them
 //! ([`crate::statefd::Report::Cost`]).
@@ -34,6 +39,9 @@ use crate::statefd::{Phase, Report, StateMsg, MAX_PACKET};
 /// `Retry-After` (s) for a program stopped by an operator or failed: nothing
 /// says when it comes back.
 pub const STOPPED_RETRY_AFTER: u64 = 5;
+
+/// How often traffic counts are reported (`traffic_health`).
+pub const TRAFFIC_REPORT: Duration = Duration::from_secs(1);
 
 /// What the proxy knows of one upstream's program.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +110,9 @@ struct Counts {
     held: AtomicU64,
     replayed: AtomicU64,
     shed: AtomicU64,
+    /// Answers relayed and errors seen since the last traffic report.
+    requests: AtomicU64,
+    errors: AtomicU64,
 }
 
 /// The shared view of every upstream's program, fed by the reader thread.
@@ -133,6 +144,13 @@ impl Schedule {
         std::thread::Builder::new()
             .name("state-channel".into())
             .spawn(move || reader.read_loop())?;
+        let reporter = schedule.clone();
+        std::thread::Builder::new()
+            .name("traffic-report".into())
+            .spawn(move || loop {
+                std::thread::sleep(TRAFFIC_REPORT);
+                reporter.report_traffic();
+            })?;
         Ok(schedule)
     }
 
@@ -165,6 +183,48 @@ impl Schedule {
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// One answer from upstream `i` (`error`: a `5xx`), or an upstream
+    /// timeout (`error`), for `traffic_health`.
+    pub fn traffic(&self, i: usize, error: bool) {
+        if let Some(c) = self.counts.get(i) {
+            c.requests.fetch_add(1, Ordering::Relaxed);
+            if error {
+                c.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Sends the counts since the last call, per program and incarnation.
+    fn report_traffic(&self) {
+        for (k, c) in self.known.iter().zip(&self.counts) {
+            let requests = c.requests.swap(0, Ordering::Relaxed);
+            let errors = c.errors.swap(0, Ordering::Relaxed);
+            if requests == 0 && errors == 0 {
+                continue;
+            }
+            let Some(known) = k.read().ok().and_then(|k| k.clone()) else {
+                continue;
+            };
+            self.send(&Report::Traffic {
+                program: known.program,
+                incarnation: known.incarnation,
+                requests,
+                errors,
+            });
+        }
+    }
+
+    /// Sends a report; never blocks: a full socket loses the report, not a request.
+    fn send(&self, report: &Report) {
+        if let Ok(bytes) = serde_json::to_vec(report) {
+            let _ = socket::send(
+                self.fd.as_raw_fd(),
+                &bytes,
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+            );
         }
     }
 
@@ -244,14 +304,7 @@ impl Schedule {
             replayed,
             shed,
         };
-        if let Ok(bytes) = serde_json::to_vec(&report) {
-            // Never blocks: a full socket loses the report, not a request.
-            let _ = socket::send(
-                self.fd.as_raw_fd(),
-                &bytes,
-                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-            );
-        }
+        self.send(&report);
     }
 }
 

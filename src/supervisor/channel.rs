@@ -256,6 +256,8 @@ impl Channels {
                 cost.shed += shed;
                 Some(restart_record(&t.name, *cost))
             }
+            // Traffic is the traffic module's (`Supervisor::on_report`).
+            Report::Traffic { .. } => None,
         }
     }
 

@@ -19,6 +19,7 @@
 //! - [`sockets`]: listen sockets kept across restarts.
 //! - [`logs`]: prefixed program output and event lines.
 //! - [`memory`]: `max_memory`, measured from `/proc`; replacing an unhealthy program.
+//! - [`traffic`]: `traffic_health`, from the errors a front reports.
 //! - [`channel`]: the state channel to fronts (programs with `upstreams`).
 
 // PID 1 must not panic: no unwrap/expect/panic/unchecked indexing on runtime
@@ -51,6 +52,7 @@ pub mod sockets;
 pub mod spawn;
 pub mod stack;
 pub mod state;
+pub mod traffic;
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
@@ -223,6 +225,8 @@ struct Slot {
     last_pgid: Option<Pid>,
     /// Replacements by cause (`over_memory`, `traffic`), for the status.
     replacements: std::collections::BTreeMap<&'static str, u64>,
+    /// The `traffic_health` window, when it has one.
+    traffic: Option<traffic::Window>,
 }
 
 struct Supervisor {
@@ -389,6 +393,7 @@ fn bind_slots(config: &Config, output: &Output) -> Option<Vec<Slot>> {
             spawned_boot: Duration::ZERO,
             last_pgid: None,
             replacements: Default::default(),
+            traffic: program.traffic_health.map(traffic::Window::new),
         });
     }
     Some(slots)
@@ -725,11 +730,7 @@ impl Supervisor {
             Msg::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
-            Msg::Report(report) => {
-                if let Some(record) = self.channels.report(report) {
-                    self.publish(record);
-                }
-            }
+            Msg::Report(report) => self.on_report(report),
         }
     }
 

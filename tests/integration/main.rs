@@ -5,6 +5,7 @@ mod app_redis_outage;
 mod app_util;
 mod channel_memory;
 mod channel_schedule;
+mod channel_traffic;
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;

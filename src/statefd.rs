@@ -37,8 +37,9 @@ pub enum Phase {
     Stopped,
     /// Gave up (or ended and will not restart).
     Failed,
-    /// This incarnation is being replaced (unhealthy, or an operator restart):
-    /// a new one follows.
+    /// This incarnation is being replaced as unhealthy (liveness, memory,
+    /// traffic): a new one follows; keyed idempotent requests in flight to it
+    /// may be replayed there.
     Draining,
 }
 

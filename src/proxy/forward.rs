@@ -168,7 +168,7 @@ async fn forward(
     let mut req = admit(w, c, index, req).await?;
     // A buffered body stays whole across attempts (the exchange only reads it).
     let buffered = req.body.is_replayable();
-    let deadline = Instant::now() + w.cfg.hold_timeout;
+    let mut deadline = Instant::now() + w.cfg.hold_timeout;
     let mut backoff = Backoff::new();
     let mut replays = 0u32;
     let mut changes = w.cfg.schedule.as_ref().map(|s| s.changed());
@@ -182,15 +182,24 @@ async fn forward(
         let _in_flight = w.pool.begin(i);
         let (failure, cause) = match connect(w, i, deadline).await {
             Err(e) => (Failure::Connect, ExchangeError::NotSent(e)),
-            Ok((mut conn, reused)) => match send(w, &mut conn, &mut req).await {
-                Ok(head) => {
-                    if let Some(s) = &w.cfg.schedule {
-                        s.traffic(i, head.status.is_server_error());
+            Ok((mut conn, reused)) => {
+                match send_or_drained(w, i, &mut conn, &mut req, buffered, replays).await {
+                    Some(Ok(head)) => {
+                        if let Some(s) = &w.cfg.schedule {
+                            s.traffic(i, head.status.is_server_error());
+                        }
+                        return relay(w, i, conn, head);
                     }
-                    return relay(w, i, conn, head);
+                    Some(Err(e)) => (classify(&e, reused), e),
+                    None => {
+                        // The supervisor is replacing this incarnation: the request
+                        // is replayed on the next one, with a hold of its own.
+                        deadline = Instant::now() + w.cfg.hold_timeout;
+                        let e = std::io::Error::other("upstream incarnation replaced (draining)");
+                        (Failure::AfterSend, ExchangeError::Io(e))
+                    }
                 }
-                Err(e) => (classify(&e, reused), e),
-            },
+            }
         };
         let facts = Facts {
             failure,
@@ -290,6 +299,41 @@ async fn send(
 ) -> Result<ResponseHead, ExchangeError> {
     conn.exchange(&req.parts, &mut req.body, w.cfg.upstream_timeout)
         .await
+}
+
+/// Step 3 with the state channel, for a request that may be replayed
+/// (idempotent, keyed, buffered, not replayed yet): sent as usual, but given
+/// up (`None`) as soon as the supervisor says the incarnation it went to is
+/// `draining` (replaced as unhealthy: it would end in `502`/`504`), so that
+/// it is replayed on the next incarnation at once.
+async fn send_or_drained(
+    w: &Worker,
+    i: usize,
+    conn: &mut UpConn,
+    req: &mut Admitted,
+    buffered: bool,
+    replays: u32,
+) -> Option<Result<ResponseHead, ExchangeError>> {
+    let replayable = retry::is_idempotent(&req.parts.method)
+        && req.keyed
+        && buffered
+        && replays < retry::MAX_REPLAYS;
+    let watch = w
+        .cfg
+        .schedule
+        .as_ref()
+        .filter(|_| replayable)
+        .and_then(|s| Some((s, s.incarnation(i)?)));
+    match watch {
+        Some((s, incarnation)) => {
+            let mut rx = s.changed();
+            tokio::select! {
+                r = send(w, conn, req) => Some(r),
+                _ = s.drained(i, incarnation, &mut rx) => None,
+            }
+        }
+        None => Some(send(w, conn, req).await),
+    }
 }
 
 /// Step 4: the response for the client; its body is relayed as it arrives.

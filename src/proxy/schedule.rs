@@ -228,6 +228,34 @@ impl Schedule {
         }
     }
 
+    /// The incarnation of upstream `i`'s program, when known.
+    pub fn incarnation(&self, i: usize) -> Option<u64> {
+        let k = self.known.get(i)?.read().ok()?;
+        k.as_ref().map(|k| k.incarnation)
+    }
+
+    /// Returns once upstream `i`'s `incarnation` is being replaced: the
+    /// program is `draining` it, or a later incarnation exists already (a
+    /// `draining` message may have been coalesced away). Never otherwise.
+    pub async fn drained(&self, i: usize, incarnation: u64, rx: &mut watch::Receiver<u64>) {
+        loop {
+            let gone = self
+                .known
+                .get(i)
+                .and_then(|k| k.read().ok().and_then(|k| k.clone()))
+                .is_some_and(|k| {
+                    (k.phase == Phase::Draining && k.incarnation == incarnation)
+                        || k.incarnation > incarnation
+                });
+            if gone {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
     fn matches(&self, i: usize, addresses: &[String]) -> bool {
         addresses
             .iter()

@@ -33,17 +33,19 @@ use crate::config::Program;
 use crate::statefd::{Phase, Report, StateMsg, MAX_PACKET};
 
 /// The phase a front sees for a program in `state` (pure; the table is the
-/// `match`): ready only when running, ready and not suspended; a stop that will
-/// be followed by a new incarnation (operator restart, liveness) is `draining`,
-/// one that will not (operator stop, shutdown) is `stopped`.
+/// `match`): ready only when running, ready and not suspended; a stop to
+/// replace an unhealthy incarnation (liveness, memory, traffic) is `draining`
+/// (the front replays keyed idempotent requests in flight to it), an operator
+/// restart is `starting` (its in-flight requests finish gracefully), a stop
+/// for good (operator stop, shutdown) is `stopped`.
 pub fn phase(state: &State, suspended: bool) -> Phase {
     match state {
         State::Running { ready: true, .. } if !suspended => Phase::Ready,
         State::Waiting | State::Starting { .. } | State::Running { .. } => Phase::Starting,
         State::Stopping(Stopping { then, .. }) => match then {
             AfterStop::Stay => Phase::Stopped,
-            AfterStop::Restart | AfterStop::Recover => Phase::Draining,
-            AfterStop::Crashed => Phase::Starting,
+            AfterStop::Recover => Phase::Draining,
+            AfterStop::Restart | AfterStop::Crashed => Phase::Starting,
         },
         State::Backoff { .. } => Phase::Backoff,
         State::Stopped | State::Exited => Phase::Stopped,
@@ -430,7 +432,7 @@ mod tests {
     #[test]
     fn stopping_by_what_follows() {
         assert_eq!(phase(&stopping(AfterStop::Stay), false), Phase::Stopped);
-        assert_eq!(phase(&stopping(AfterStop::Restart), false), Phase::Draining);
+        assert_eq!(phase(&stopping(AfterStop::Restart), false), Phase::Starting);
         assert_eq!(phase(&stopping(AfterStop::Recover), false), Phase::Draining);
         assert_eq!(phase(&stopping(AfterStop::Crashed), false), Phase::Starting);
     }

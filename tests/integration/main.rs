@@ -3,6 +3,7 @@ mod app_counting;
 mod app_lifecycle;
 mod app_redis_outage;
 mod app_util;
+mod channel_hang;
 mod channel_memory;
 mod channel_schedule;
 mod channel_traffic;

@@ -171,11 +171,17 @@ async fn forward(
     let mut deadline = Instant::now() + w.cfg.hold_timeout;
     let mut backoff = Backoff::new();
     let mut replays = 0u32;
-    let mut changes = w.cfg.schedule.as_ref().map(|s| s.changed());
+    // Subscribed once the schedule says anything but go (most requests never).
+    let mut changes = None;
     let mut held = false;
     loop {
-        if let (Some(s), Some(rx)) = (&w.cfg.schedule, &mut changes) {
-            wait_for_schedule(s, rx, deadline, &mut held).await?;
+        if let Some(s) = &w.cfg.schedule {
+            if changes.is_some()
+                || s.gate(deadline.saturating_duration_since(Instant::now())) != Gate::Go
+            {
+                let rx = changes.get_or_insert_with(|| s.changed());
+                wait_for_schedule(s, rx, deadline, &mut held).await?;
+            }
         }
         let i = pick_upstream(w)?;
         out.upstream = Some(i);

@@ -26,7 +26,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -119,6 +119,11 @@ struct Counts {
 #[derive(Debug)]
 pub struct Schedule {
     known: Vec<RwLock<Option<Known>>>,
+    /// Per upstream, for the request path without a lock: whether requests
+    /// may go at once (its program is unknown or ready), and the incarnation
+    /// + 1 (0: unknown). Written by the reader thread with `known`.
+    open: Vec<AtomicBool>,
+    incarnations: Vec<AtomicU64>,
     counts: Vec<Counts>,
     addrs: Vec<Option<SocketAddr>>,
     names: Vec<String>,
@@ -134,6 +139,8 @@ impl Schedule {
         let names: Vec<String> = (0..n).map(|i| ups.name(i).to_string()).collect();
         let schedule = Arc::new(Schedule {
             known: (0..n).map(|_| RwLock::new(None)).collect(),
+            open: (0..n).map(|_| AtomicBool::new(true)).collect(),
+            incarnations: (0..n).map(|_| AtomicU64::new(0)).collect(),
             counts: (0..n).map(|_| Counts::default()).collect(),
             addrs: names.iter().map(|s| s.parse().ok()).collect(),
             names,
@@ -161,6 +168,10 @@ impl Schedule {
 
     /// The combined gate over all upstreams.
     pub fn gate(&self, hold_left: Duration) -> Gate {
+        // The common case, lock-free: some upstream is ready (or unknown).
+        if self.open.iter().any(|o| o.load(Ordering::Acquire)) {
+            return Gate::Go;
+        }
         let now = crate::admin::snapshot::now_ms();
         combine(self.known.iter().map(|k| {
             let k = k.read().ok();
@@ -230,8 +241,10 @@ impl Schedule {
 
     /// The incarnation of upstream `i`'s program, when known.
     pub fn incarnation(&self, i: usize) -> Option<u64> {
-        let k = self.known.get(i)?.read().ok()?;
-        k.as_ref().map(|k| k.incarnation)
+        self.incarnations
+            .get(i)?
+            .load(Ordering::Acquire)
+            .checked_sub(1)
     }
 
     /// Returns once upstream `i`'s `incarnation` is being replaced: the
@@ -299,6 +312,10 @@ impl Schedule {
             let Ok(mut k) = slot.write() else { continue };
             let was_down = k.as_ref().is_some_and(|k| k.phase != Phase::Ready);
             recovered |= was_down && msg.state == Phase::Ready;
+            if let (Some(open), Some(inc)) = (self.open.get(i), self.incarnations.get(i)) {
+                open.store(msg.state == Phase::Ready, Ordering::Release);
+                inc.store(msg.incarnation.saturating_add(1), Ordering::Release);
+            }
             *k = Some(Known {
                 program: msg.program.clone(),
                 phase: msg.state,
@@ -406,6 +423,76 @@ mod tests {
         // A start already due holds.
         let k = known(Phase::Backoff, Some(9_000), Some(100));
         assert_eq!(gate(Some(&k), 10_000, HOLD), Gate::Hold);
+    }
+
+    /// The reader maps a state to the upstream with its address, gates by it,
+    /// and reports the outage's counts when the program is ready again.
+    #[test]
+    fn states_arrive_gate_requests_and_the_cost_goes_back() {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let ups = Upstreams::parse(&["127.0.0.1:8000".into(), "127.0.0.1:9000".into()]).unwrap();
+        let s = Schedule::start(theirs, &ups).unwrap();
+        let mut rx = s.changed();
+        let send = |state: Phase, addr: &str, inc: u64| {
+            let m = StateMsg {
+                program: "app".into(),
+                state,
+                addresses: vec![addr.into()],
+                next_start_ms: None,
+                ready_after_ms: None,
+                incarnation: inc,
+            };
+            socket::send(
+                ours.as_raw_fd(),
+                &serde_json::to_vec(&m).unwrap(),
+                MsgFlags::empty(),
+            )
+            .unwrap();
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut next = || rt.block_on(rx.changed()).unwrap();
+        // One upstream stopped, the other unknown: go (as without the channel).
+        send(Phase::Stopped, "127.0.0.1:8000", 1);
+        next();
+        assert_eq!(s.gate(HOLD), Gate::Go);
+        send(Phase::Stopped, "127.0.0.1:9000", 1);
+        next();
+        assert_eq!(
+            s.gate(HOLD),
+            Gate::Shed {
+                retry_after: STOPPED_RETRY_AFTER
+            }
+        );
+        s.count(Count::Shed);
+        s.count(Count::Held);
+        assert_eq!(s.incarnation(1), Some(1));
+        send(Phase::Ready, "127.0.0.1:9000", 2);
+        next();
+        assert_eq!(s.gate(HOLD), Gate::Go);
+        assert_eq!(s.incarnation(1), Some(2));
+        let mut buf = [0u8; 1024];
+        let n = socket::recv(ours.as_raw_fd(), &mut buf, MsgFlags::empty()).unwrap();
+        let report: Report = serde_json::from_slice(&buf[..n]).unwrap();
+        assert_eq!(
+            report,
+            Report::Cost {
+                program: "app".into(),
+                incarnation: 2,
+                held: 1,
+                replayed: 0,
+                shed: 1
+            }
+        );
     }
 
     #[test]

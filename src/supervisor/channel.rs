@@ -448,6 +448,58 @@ mod tests {
         assert_eq!(phase(&State::Failed, false), Phase::Failed);
     }
 
+    /// A reader that does not read: the owner's queue never blocks, and once
+    /// the socket is full only the latest message per program is kept; it
+    /// arrives when the reader reads again.
+    #[tokio::test]
+    async fn a_full_socket_keeps_the_latest_state_per_program() {
+        let (parent, child) = socket::socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        set_nonblocking(&parent).unwrap();
+        // SAFETY: the OwnedFd is moved into the AsyncFd, which owns it from now on.
+        let parent = unsafe { AsyncFd::register(parent) }.unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (owner, _owner_rx) = mpsc::unbounded_channel();
+        tokio::spawn(pump(parent, rx, owner));
+        let big = "x".repeat(4000);
+        for n in 0..2000u32 {
+            let msg = format!("{{\"n\":{n},\"pad\":\"{big}\"}}");
+            tx.send((0, msg.into_bytes())).unwrap();
+        }
+        tx.send((1, b"{\"other\":1}".to_vec())).unwrap();
+        // Let the pump fill the socket, then read everything.
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        set_nonblocking(&child).unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; MAX_PACKET];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match socket::recv(child.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => got.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+            let latest = got.iter().any(|m| m.contains("\"n\":1999,"));
+            if latest && got.iter().any(|m| m.contains("other")) {
+                break;
+            }
+        }
+        assert!(got.iter().any(|m| m.contains("other")), "program 1 lost");
+        assert!(
+            got.iter().any(|m| m.contains("\"n\":1999,")),
+            "the latest state of program 0 did not arrive"
+        );
+        // Coalesced: far fewer than 2000 packets of program 0.
+        let zeros = got.iter().filter(|m| m.contains("\"n\"")).count();
+        assert!(zeros < 2000, "nothing was coalesced ({zeros})");
+    }
+
     #[test]
     fn a_drifting_next_start_is_not_news() {
         let v = |phase, next: Option<u64>, inc| View {

@@ -6,7 +6,9 @@ set -euo pipefail
 want=${1:-test}
 packages=(redis-server)                       # the stack itself
 case "$want" in
-  test) packages+=(python3 python3-venv procps util-linux debootstrap) ;;  # fixtures, lint venv, ps, unshare, image stand-ins
+  # fixtures, lint venv, ps, unshare, image stand-ins; chromium + python3-websocket
+  # (websocket-client) drive the status page in a real browser (tests/browser/page_test.py)
+  test) packages+=(python3 python3-venv procps util-linux debootstrap chromium python3-websocket) ;;
   bench) packages+=(python3 procps util-linux nginx-light wrk gcc tini dumb-init) ;;  # tini, dumb-init: bench/init_vs_tini.sh
   run) ;;
   *) echo "usage: $0 [run|test|bench]" >&2; exit 64 ;;

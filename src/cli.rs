@@ -25,16 +25,34 @@ pub enum Command {
     /// Validate a config (and that its programs can start on this host) and print the
     /// resolved start order; exit 0, or 2 with every error (and warning, with --strict).
     Check(CheckArgs),
-    /// Show every program: state, pid, uptime, restarts, last exit, health.
+    /// Show every program: state, pid, uptime, restarts, last exit, health;
+    /// exit 3 when not every program is running and ready.
     Status(StatusArgs),
-    /// Start a stopped or failed program.
+    /// Start a stopped or failed program and wait until it is ready (exit 1
+    /// with the reason if it fails first).
     Start(ProgramArg),
-    /// Stop a program (it stays stopped until started).
+    /// Stop a program and wait until it is stopped (it stays stopped until started).
     Stop(ProgramArg),
-    /// Restart a program now.
+    /// Restart a program now and wait until the new process is ready.
     Restart(ProgramArg),
     /// Exit 0 when every program is ready (or, with --live, when the supervisor answers).
     Health(HealthArgs),
+    /// Re-read the config and apply the difference (as SIGHUP does): unchanged
+    /// programs keep running, changed ones are replaced, removed ones stopped,
+    /// added ones started. An invalid config changes nothing (exit 2).
+    Reload(SocketArg),
+    /// Send a signal to a program's process group (every instance, or one: NAME#N).
+    Signal(SignalArgs),
+    /// Run N instances of a program (each with SELFHEAL_REPLICA=i).
+    Scale(ScaleArgs),
+    /// Print the programs' recent output lines (kept by the supervisor), and follow them with -f.
+    Logs(LogsArgs),
+    /// Print the supervisor's events (started, ready, exited, …) as they happen.
+    Events(EventsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout, or write one page per command with --out.
+    Man(ManArgs),
     /// The demo web app (counts visits in Redis exactly once).
     App(AppArgs),
     /// The built-in reverse proxy (holds and retries through upstream crashes).
@@ -123,7 +141,7 @@ pub fn parse_signal_or_zero(text: &str) -> Result<i32, String> {
         .ok_or_else(|| format!("no signal named {text:?}"))
 }
 
-fn parse_signal(text: &str) -> Result<i32, String> {
+pub fn parse_signal(text: &str) -> Result<i32, String> {
     match parse_signal_or_zero(text)? {
         0 => Err("signal 0 is not a signal".into()),
         n => Ok(n),
@@ -143,14 +161,20 @@ pub enum LogFormat {
     Json,
 }
 
-/// How the CLI finds the running supervisor's admin socket.
+/// How the CLI finds the running supervisor's admin socket: `--socket`, env
+/// `SELFHEAL_ADMIN_SOCKET`, the `admin_socket` of the config (given, or
+/// `./supervisor.toml`), the socket the running supervisor advertises, then
+/// `/run/selfheal/admin.sock` (see `admin::client::locate`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SocketArg {
-    /// Admin socket path [default: the `admin_socket` of the config].
-    #[arg(long, env = "SELFHEAL_ADMIN_SOCKET")]
+    /// Admin socket path [env: SELFHEAL_ADMIN_SOCKET; default: the config's
+    /// `admin_socket`, else the one the running supervisor advertises, else
+    /// /run/selfheal/admin.sock].
+    #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    #[command(flatten)]
-    pub config: ConfigArg,
+    /// Config file whose `admin_socket` to use [default: ./supervisor.toml when it exists].
+    #[arg(short, long, env = "SELFHEAL_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -175,11 +199,102 @@ pub struct HealthArgs {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+pub struct SignalArgs {
+    /// Program name (or one instance, `NAME#N`).
+    pub name: String,
+    /// Signal by name (`HUP`, `SIGUSR1`) or number.
+    #[arg(value_parser = parse_signal)]
+    pub signal: i32,
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScaleArgs {
+    /// Program name.
+    pub name: String,
+    /// Instances to run.
+    #[arg(value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::config::MAX_REPLICAS)))]
+    pub replicas: u32,
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct ProgramArg {
     /// Program name, as in `[programs.NAME]`.
     pub name: String,
+    /// Return as soon as the supervisor has accepted the command.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up waiting after this long (exit 1).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
     #[command(flatten)]
     pub socket: SocketArg,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogsArgs {
+    /// Programs whose lines to print [default: all].
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Keep printing new lines as they arrive (until Ctrl-C or the supervisor exits).
+    #[arg(short, long)]
+    pub follow: bool,
+    /// The last N lines of each program [default: 100 unless --since is given].
+    #[arg(short = 'n', long = "lines", value_name = "N")]
+    pub lines: Option<u64>,
+    /// Only lines since then: a duration ago (`10m`, `1h30m`) or an RFC 3339
+    /// time (`2026-11-30T03:00:00Z`).
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    pub since: Option<std::time::SystemTime>,
+    /// Prefix each line with its RFC 3339 time.
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Print each line as the supervisor's JSON object (`ts`, `ts_ms`, `program`, `line`, `partial`).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct EventsArgs {
+    /// Print each event as its JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// First print up to N past events (the supervisor keeps the last 256).
+    #[arg(long, value_name = "N")]
+    pub recent: Option<u64>,
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ManArgs {
+    /// Write one page per command (`selfheal.1`, `selfheal-status.1`, …) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// `10m` ago, or an RFC 3339 time.
+fn parse_since(text: &str) -> Result<std::time::SystemTime, String> {
+    if let Ok(ago) = humantime::parse_duration(text) {
+        return std::time::SystemTime::now()
+            .checked_sub(ago)
+            .ok_or_else(|| format!("{text:?} is before the epoch"));
+    }
+    humantime::parse_rfc3339_weak(text).map_err(|_| {
+        format!("{text:?}: expected a duration (\"10m\") or an RFC 3339 time (\"2026-11-30T03:00:00Z\")")
+    })
 }
 
 impl ConfigArg {
@@ -195,4 +310,30 @@ impl ConfigArg {
             PathBuf::from("/etc/selfheal/supervisor.toml")
         }
     }
+}
+
+/// `selfheal completions SHELL`: the completion script, generated from [`Cli`].
+pub fn completions_main(args: &CompletionsArgs) -> anyhow::Result<std::process::ExitCode> {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    clap_complete::generate(args.shell, &mut command, "selfheal", &mut std::io::stdout());
+    Ok(crate::exit::CliExit::Ok.into())
+}
+
+/// `selfheal man [--out DIR]`: the roff manual page on stdout, or one page per
+/// command (`selfheal.1`, `selfheal-status.1`, …) written into DIR.
+pub fn man_main(args: &ManArgs) -> anyhow::Result<std::process::ExitCode> {
+    use anyhow::Context;
+    use clap::CommandFactory;
+    match &args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), dir)
+                .with_context(|| format!("write the pages into {}", dir.display()))?;
+        }
+        None => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .context("write the page")?,
+    }
+    Ok(crate::exit::CliExit::Ok.into())
 }

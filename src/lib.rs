@@ -8,7 +8,8 @@
 //! - [`supervisor`]: the runtime over two pure state machines (`supervisor::stack` for the
 //!   whole stack, `supervisor::state` per program), the one
 //!   reaper, spawning, probes, signals and shutdown.
-//! - [`admin`]: the admin HTTP API on a unix socket, and its CLI client.
+//! - [`admin`]: the admin HTTP API on a unix socket (and TCP with a bearer token),
+//!   the live status page, and its CLI client.
 //! - [`listenfd`]: inherited listening sockets (`LISTEN_FDS`), shared by app and proxy.
 //! - [`statefd`]: the state channel's wire format (`SELFHEAL_STATE_FD`), supervisor ↔ proxy.
 //! - [`app`]: `selfheal app`, the demo web app counting visits exactly once in Redis.

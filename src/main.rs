@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
+use selfheal::admin::client;
+use selfheal::admin::wait::Verb;
 use selfheal::cli::{Cli, Command};
 use selfheal::exit::Exit;
 
@@ -33,11 +35,18 @@ fn main() -> ExitCode {
         None => selfheal::supervisor::main(cli.run),
         Some(Command::Run(args)) => selfheal::supervisor::main(args),
         Some(Command::Check(args)) => selfheal::config::check_main(&args),
-        Some(Command::Status(args)) => selfheal::admin::client::status_main(&args),
-        Some(Command::Start(args)) => selfheal::admin::client::command_main("start", &args),
-        Some(Command::Stop(args)) => selfheal::admin::client::command_main("stop", &args),
-        Some(Command::Restart(args)) => selfheal::admin::client::command_main("restart", &args),
-        Some(Command::Health(args)) => selfheal::admin::client::health_main(&args),
+        Some(Command::Status(args)) => Ok(client::status_main(&args)),
+        Some(Command::Start(args)) => Ok(client::command_main(Verb::Start, &args)),
+        Some(Command::Stop(args)) => Ok(client::command_main(Verb::Stop, &args)),
+        Some(Command::Restart(args)) => Ok(client::command_main(Verb::Restart, &args)),
+        Some(Command::Health(args)) => Ok(client::health_main(&args)),
+        Some(Command::Logs(args)) => Ok(client::logs_main(&args)),
+        Some(Command::Events(args)) => Ok(client::events_main(&args)),
+        Some(Command::Reload(args)) => Ok(client::reload_main(&args)),
+        Some(Command::Signal(args)) => Ok(client::signal_main(&args)),
+        Some(Command::Scale(args)) => Ok(client::scale_main(&args)),
+        Some(Command::Completions(args)) => selfheal::cli::completions_main(&args),
+        Some(Command::Man(args)) => selfheal::cli::man_main(&args),
         Some(Command::App(args)) => selfheal::app::main(args),
         Some(Command::Proxy(args)) => selfheal::proxy::main(args),
     };

@@ -22,7 +22,22 @@ pub struct SupervisorInfo {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ProgramStatus {
+    /// The instance's name: the program's (`app`), `app#N` for replica N, and
+    /// `app#0` for the first when the program has more than one replica.
     pub name: String,
+    /// The program (`[programs.NAME]`) it is a process of.
+    #[serde(default)]
+    pub program: String,
+    /// Its replica number (`SELFHEAL_REPLICA`).
+    #[serde(default)]
+    pub replica: u32,
+    /// Being replaced or removed: it is stopping for good (it drains).
+    #[serde(default)]
+    pub retiring: bool,
+    /// The program's last `restart` (or changing reload): `running`, `done` or
+    /// `failed` (a replacement never became ready; the rest were left as they were).
+    #[serde(default)]
+    pub rollout: Option<String>,
     /// waiting | starting | running | unready | suspended | stopping | backoff |
     /// stopped (by an operator) | exited (ended well, not to be restarted) | failed
     pub state: String,
@@ -31,6 +46,11 @@ pub struct ProgramStatus {
     #[serde(default)]
     pub problem: Option<String>,
     pub pid: Option<i32>,
+    /// Spawn attempts of this program since the supervisor started (a failed
+    /// exec counts: an incarnation that never ran). The CLI waits on it to
+    /// tell the incarnation a `start`/`restart` made from the one before.
+    #[serde(default)]
+    pub incarnation: u64,
     /// Wall-clock start of the live process (ms since the epoch).
     pub started_at_ms: Option<u64>,
     /// Filled in when served.

@@ -1,6 +1,8 @@
 //! `${VAR}` / `${VAR:-default}` expansion from the environment; `$$` is a literal `$`.
 //! `${SELFHEAL}` is the path of the running binary, so the app and the proxy can be
-//! written `["${SELFHEAL}", "app"]`.
+//! written `["${SELFHEAL}", "app"]`. `${SELFHEAL_REPLICA}` is left as it is: the
+//! supervisor puts each process's replica number there when it starts it
+//! ([`REPLICA_PLACEHOLDER`]).
 //!
 //! The environment is bytes, the config is text: a variable whose value is not
 //! UTF-8 cannot be put into a config string without changing it, so expanding
@@ -8,6 +10,10 @@
 //! never a panic). Such a variable is still passed to programs unchanged.
 
 use std::ffi::OsString;
+
+/// Kept in a program's `command` and `env` values by the config reader and
+/// replaced by the replica number (0, 1, …) at each spawn.
+pub const REPLICA_PLACEHOLDER: &str = "${SELFHEAL_REPLICA}";
 
 /// Expands `text`; the error names the first variable that is unset (and has
 /// no default) or whose value is not UTF-8. `lookup` gives a variable's raw value.
@@ -30,6 +36,11 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<OsString>) -> Result<S
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("invalid variable name {name:?} in {text:?}"));
+            }
+            if name == "SELFHEAL_REPLICA" && default.is_none() {
+                out.push_str(REPLICA_PLACEHOLDER); // per process, at spawn
+                rest = &body[end + 1..];
+                continue;
             }
             let value = match lookup(name).map(OsString::into_string) {
                 Some(Ok(value)) => Some(value),
@@ -101,6 +112,15 @@ mod tests {
             "LATIN1" => Some(OsString::from_vec(b"caf\xe9".to_vec())),
             _ => None,
         }
+    }
+
+    #[test]
+    fn the_replica_number_is_left_for_the_spawn() {
+        let none = |_: &str| None;
+        assert_eq!(
+            expand("127.0.0.1:800${SELFHEAL_REPLICA}", &none).unwrap(),
+            "127.0.0.1:800${SELFHEAL_REPLICA}"
+        );
     }
 
     #[test]

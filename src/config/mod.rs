@@ -12,6 +12,7 @@
 
 mod diag;
 mod expand;
+pub use expand::REPLICA_PLACEHOLDER;
 mod graph;
 pub mod model;
 pub mod preflight;
@@ -85,9 +86,13 @@ fn build(
     }
     let mut config = None;
     if syntax_errors.is_empty() {
-        let document = reader.document(root.get_ref());
+        let mut document = reader.document(root.get_ref());
         if let Some(host) = host {
             preflight::check(&document.programs, host, &mut reader.diags);
+            if let Some(settings) = document.supervisor.as_mut() {
+                let span = document.settings_spans.admin_token_file.clone();
+                preflight::admin_token(settings, span, &mut reader.diags);
+            }
         }
         let programs = graph::order(&mut reader, document.programs);
         if let (Some(supervisor), Some(programs)) = (document.supervisor, programs) {

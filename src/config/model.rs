@@ -25,9 +25,89 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     pub on_give_up: GiveUp,
     pub admin_socket: PathBuf,
+    /// `admin_listen`: the TCP address the admin API is also served on (`None`:
+    /// off, the default). A non-loopback address needs `admin_token_file`.
+    pub admin_listen: Option<SocketAddr>,
+    /// `admin_token_file`: the file holding the bearer token every TCP request
+    /// must carry (`None`: no token, allowed on a loopback address only).
+    pub admin_token_file: Option<PathBuf>,
+    /// The token read from `admin_token_file` by the host checks ([`super::load`]);
+    /// `None` after a pure [`super::parse`], or without a token file.
+    pub admin_token: Option<AdminToken>,
+    /// `admin_public`: GET routes served over TCP without the token (for
+    /// Kubernetes probes and Prometheus). Empty by default.
+    pub admin_public: Vec<PublicRoute>,
     /// Bytes of recent output kept in memory per program for `selfheal logs`
     /// (`log_ring = "1MiB"`; 0 keeps none).
     pub log_ring: usize,
+}
+
+/// A bearer token (RFC 6750 `b64token` characters), never printed: its `Debug`
+/// is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// Validates `text` (already trimmed): not empty, and only the characters of
+    /// RFC 6750 §2.1's `b64token` (letters, digits, `-._~+/`, then `=` padding),
+    /// so that it fits an `Authorization` header and a cookie unchanged.
+    pub fn new(text: &str) -> Result<AdminToken, &'static str> {
+        if text.is_empty() {
+            return Err("the token file is empty");
+        }
+        let body = text.trim_end_matches('=');
+        let ok = !body.is_empty()
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+        if !ok {
+            return Err(
+                "the token may hold letters, digits and -._~+/ (then = padding) only, \
+                        e.g. the output of `openssl rand -hex 32`",
+            );
+        }
+        Ok(AdminToken(text.to_string()))
+    }
+
+    /// The token's text (to compare in constant time; never to log).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+/// An admin GET route that `admin_public` may open without the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicRoute {
+    /// `GET /metrics` (Prometheus).
+    Metrics,
+    /// `GET /livez` (liveness probe).
+    Livez,
+    /// `GET /readyz` (readiness probe).
+    Readyz,
+}
+
+impl PublicRoute {
+    /// Every route with its `admin_public` name.
+    pub const ALL: [(&'static str, PublicRoute); 3] = [
+        ("metrics", PublicRoute::Metrics),
+        ("livez", PublicRoute::Livez),
+        ("readyz", PublicRoute::Readyz),
+    ];
+
+    /// The URL path of the route (`/metrics`, …).
+    pub fn path(self) -> &'static str {
+        match self {
+            PublicRoute::Metrics => "/metrics",
+            PublicRoute::Livez => "/livez",
+            PublicRoute::Readyz => "/readyz",
+        }
+    }
 }
 
 /// What the supervisor does when a program exceeds its restart limit.
@@ -39,7 +119,7 @@ pub enum GiveUp {
     Stay,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Program {
     pub name: String,
     pub command: Vec<String>,
@@ -71,6 +151,13 @@ pub struct Program {
     /// `traffic_health = { errors, window, ratio }`: replace it when its front
     /// sees that many errors, at least that share of its answers, within the window.
     pub traffic_health: Option<TrafficHealth>,
+    /// Processes run at once, each with `SELFHEAL_REPLICA=i` (0-based) and its
+    /// own state, health and restart count; they share the `listen` sockets.
+    pub replicas: u32,
+    /// How `restart` (and a reload that changes the program) replaces a
+    /// process; `None`: [`RestartStrategy::Surge`] when it has `listen`
+    /// sockets, else [`RestartStrategy::StopFirst`].
+    pub restart_strategy: Option<RestartStrategy>,
 }
 
 /// When the errors a front sees make a program unhealthy: at least `errors`
@@ -92,6 +179,19 @@ impl Default for TrafficHealth {
             ratio: 0.5,
         }
     }
+}
+
+/// Most replicas of one program (`replicas`, `selfheal scale`).
+pub const MAX_REPLICAS: u32 = 1000;
+
+/// How a running process is replaced by the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartStrategy {
+    /// Start the next one on the same held sockets while the old one serves;
+    /// once it is ready, stop the old one (it drains). Zero downtime.
+    Surge,
+    /// Stop the old one (and its group), then start the next.
+    StopFirst,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +298,10 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(20),
             on_give_up: GiveUp::Exit,
             admin_socket: PathBuf::from("/run/selfheal/admin.sock"),
+            admin_listen: None,
+            admin_token_file: None,
+            admin_token: None,
+            admin_public: Vec::new(),
             log_ring: 1024 * 1024,
         }
     }
@@ -226,7 +330,18 @@ impl Program {
             upstreams: Vec::new(),
             max_memory: None,
             traffic_health: None,
+            replicas: 1,
+            restart_strategy: None,
         }
+    }
+
+    /// The restart strategy in effect (see [`Program::restart_strategy`]).
+    pub fn strategy(&self) -> RestartStrategy {
+        self.restart_strategy.unwrap_or(if self.listen.is_empty() {
+            RestartStrategy::StopFirst
+        } else {
+            RestartStrategy::Surge
+        })
     }
 
     /// Whether this program waits for `other` in any way.

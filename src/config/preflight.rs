@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use nix::unistd::{AccessFlags, Gid, Uid};
 
 use super::diag::{Diagnostics, Severity};
-use super::model::{Probe, Program};
+use super::model::{AdminToken, Probe, Program, Settings};
 use super::read::{key_text, Span, Spans};
 use crate::supervisor::exec_error::shebang_interpreter;
 
@@ -88,6 +88,24 @@ pub fn check(programs: &[(Program, Spans)], host: &Host, diags: &mut Diagnostics
         check_program(program, spans, host, &mut memo, diags);
     }
     check_descriptors(programs, host, diags);
+}
+
+/// Reads `admin_token_file` into [`Settings::admin_token`], trimmed of
+/// surrounding blanks (a trailing newline is usual). An unreadable or empty
+/// file, or one holding more than a token, is an error at the key's value: the
+/// supervisor must not serve the TCP admin API with a token it cannot check.
+pub fn admin_token(settings: &mut Settings, span: Span, diags: &mut Diagnostics) {
+    let Some(path) = &settings.admin_token_file else {
+        return;
+    };
+    let field = "supervisor.admin_token_file";
+    match std::fs::read_to_string(path) {
+        Ok(text) => match AdminToken::new(text.trim()) {
+            Ok(token) => settings.admin_token = Some(token),
+            Err(why) => diags.error(span, field, format!("{}: {why}", path.display())),
+        },
+        Err(e) => diags.error(span, field, format!("cannot read {}: {e}", path.display())),
+    }
 }
 
 /// Answers already found, so that a thousand programs running the same

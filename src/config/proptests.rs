@@ -164,7 +164,8 @@ fn key() -> impl Strategy<Value = String> {
             "restart_limit", "stop_signal", "stop_timeout", "depends_on", "health",
             "listen", "initial", "max", "multiplier", "jitter", "reset_after", "window",
             "http", "tcp", "redis", "exec", "interval", "timeout", "failures",
-            "start_period", "shutdown_timeout", "on_give_up", "admin_socket", "PATH",
+            "start_period", "shutdown_timeout", "on_give_up", "admin_socket", "admin_listen",
+            "admin_token_file", "admin_public", "PATH",
         ][..])
         .prop_map(str::to_string),
         2 => name(),
@@ -336,6 +337,20 @@ fn document() -> impl Strategy<Value = String> {
         (
             "admin_socket",
             one_of(&["/tmp/a.sock", "${HOME}/s"]).boxed(),
+        ),
+        (
+            "admin_listen",
+            one_of(&["127.0.0.1:9100", "0.0.0.0:9100", "[::1]:0", "localhost:1"]).boxed(),
+        ),
+        (
+            "admin_token_file",
+            one_of(&["/nonexistent/token", "/etc/hostname", ""]).boxed(),
+        ),
+        (
+            "admin_public",
+            one_of(&["metrics", "livez", "readyz"])
+                .prop_map(|r| format!("[{r}]"))
+                .boxed(),
         ),
     ])
     .prop_map(|t| {

@@ -18,6 +18,7 @@ use toml::Spanned;
 use super::diag::Diagnostics;
 use super::expand::expand;
 use super::model::*;
+use super::MAX_REPLICAS;
 
 type Value<'i> = Spanned<DeValue<'i>>;
 
@@ -61,6 +62,8 @@ pub(crate) const PROGRAM_KEYS: &[&str] = &[
     "stop_timeout",
     "forward_signals",
     "main",
+    "replicas",
+    "restart_strategy",
     "depends_on",
     "health",
     "listen",
@@ -291,6 +294,26 @@ impl<'s, 'e> Reader<'s, 'e> {
         }
     }
 
+    /// An integer ≥ `min`, or a string that expands to one (so a count can
+    /// come from the environment: `replicas = "${APP_REPLICAS:-1}"`).
+    fn count(&mut self, v: &Value, field: &str, min: i64) -> Option<i64> {
+        if !matches!(v.get_ref(), DeValue::String(_)) {
+            return self.integer(v, field, min);
+        }
+        let text = self.string(v, field)?;
+        match text.trim().parse::<i64>() {
+            Ok(n) if n >= min => Some(n),
+            _ => {
+                self.diags.error(
+                    v.span(),
+                    field,
+                    format!("expected an integer ≥ {min}, found {text:?}"),
+                );
+                None
+            }
+        }
+    }
+
     fn integer(&mut self, v: &Value, field: &str, min: i64) -> Option<i64> {
         let parsed = match v.get_ref() {
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
@@ -412,9 +435,12 @@ impl<'s, 'e> Reader<'s, 'e> {
     /// spans of its fields. Cross-program checks are left to `graph`.
     pub fn document(&mut self, root: &DeTable) -> Document {
         let mut top = Fields::new(root, "", &["supervisor", "programs"]);
+        let mut settings_spans = SettingsSpans::default();
         let supervisor = match top.get("supervisor") {
-            Some(v) => self.table(v, "supervisor").map(|t| self.settings(t)),
-            None => Some(self.settings(&DeTable::new())),
+            Some(v) => self
+                .table(v, "supervisor")
+                .map(|t| self.settings(t, &mut settings_spans)),
+            None => Some(self.settings(&DeTable::new(), &mut settings_spans)),
         };
         let mut programs = Vec::new();
         match top.get("programs") {
@@ -457,15 +483,24 @@ impl<'s, 'e> Reader<'s, 'e> {
         top.finish(self);
         Document {
             supervisor,
+            settings_spans,
             programs,
         }
     }
 
-    fn settings(&mut self, t: &DeTable) -> Settings {
+    fn settings(&mut self, t: &DeTable, spans: &mut SettingsSpans) -> Settings {
         let mut f = Fields::new(
             t,
             "supervisor",
-            &["shutdown_timeout", "on_give_up", "admin_socket", "log_ring"],
+            &[
+                "shutdown_timeout",
+                "on_give_up",
+                "admin_socket",
+                "admin_listen",
+                "admin_token_file",
+                "admin_public",
+                "log_ring",
+            ],
         );
         let mut settings = Settings::default();
         if let Some(v) = f.get("shutdown_timeout") {
@@ -491,6 +526,65 @@ impl<'s, 'e> Reader<'s, 'e> {
             let field = f.field("log_ring");
             if let Some(bytes) = self.size(v, &field, MAX_LOG_RING) {
                 settings.log_ring = bytes as usize;
+            }
+        }
+        if let Some(v) = f.get("admin_listen") {
+            let field = f.field("admin_listen");
+            if let Some(addr) = self.string(v, &field) {
+                match parse_addr(&addr) {
+                    Some(a) => settings.admin_listen = Some(a),
+                    None => self.diags.error(
+                        v.span(),
+                        &field,
+                        format!(
+                            "invalid address {addr:?} (expected IP:PORT, e.g. \"127.0.0.1:9100\")"
+                        ),
+                    ),
+                }
+            }
+        }
+        if let Some(v) = f.get("admin_token_file") {
+            let field = f.field("admin_token_file");
+            if let Some(s) = self.string(v, &field) {
+                if s.is_empty() {
+                    self.diags.error(v.span(), &field, "names no file");
+                } else if self.no_nul(&s, v.span(), &field) {
+                    settings.admin_token_file = Some(PathBuf::from(s));
+                    spans.admin_token_file = v.span();
+                }
+            }
+        }
+        if let Some(v) = f.get("admin_public") {
+            let field = f.field("admin_public");
+            for (name, span) in self.strings(v, &field).unwrap_or_default() {
+                match PublicRoute::ALL.iter().find(|(n, _)| *n == name) {
+                    Some((_, route)) if !settings.admin_public.contains(route) => {
+                        settings.admin_public.push(*route)
+                    }
+                    Some(_) => {}
+                    None => self.diags.error(
+                        span,
+                        &field,
+                        format!(
+                            "unknown route {name:?} (expected \"metrics\" | \"livez\" | \"readyz\")"
+                        ),
+                    ),
+                }
+            }
+        }
+        // Without a token, anyone who can reach the port can stop every program:
+        // only a loopback address (this host's users) may go without one.
+        if let Some(addr) = settings.admin_listen {
+            if !addr.ip().is_loopback() && settings.admin_token_file.is_none() {
+                let key = key_span(t, "admin_listen");
+                self.diags.error(
+                    key,
+                    &f.field("admin_listen"),
+                    format!(
+                        "{addr} is not a loopback address: set admin_token_file (a bearer \
+                         token every request must carry), or listen on 127.0.0.1"
+                    ),
+                );
             }
         }
         f.finish(self);
@@ -604,6 +698,28 @@ impl<'s, 'e> Reader<'s, 'e> {
         }
         if let Some(v) = f.get("forward_signals") {
             program.forward_signals = self.forward_signals(v, &f.field("forward_signals"));
+        }
+        if let Some(v) = f.get("replicas") {
+            let field = f.field("replicas");
+            if let Some(n) = self.count(v, &field, 1) {
+                match u32::try_from(n).ok().filter(|n| *n <= MAX_REPLICAS) {
+                    Some(n) => program.replicas = n,
+                    None => self.diags.error(
+                        v.span(),
+                        &field,
+                        format!("at most {MAX_REPLICAS} replicas"),
+                    ),
+                }
+            }
+        }
+        if let Some(v) = f.get("restart_strategy") {
+            let choices = [
+                ("surge", Some(RestartStrategy::Surge)),
+                ("stop-first", Some(RestartStrategy::StopFirst)),
+            ];
+            program.restart_strategy = self
+                .choice(v, &f.field("restart_strategy"), &choices)
+                .flatten();
         }
         if let Some(v) = f.get("depends_on") {
             program.depends_on = self.depends_on(v, &f.field("depends_on"), name, spans);
@@ -949,6 +1065,7 @@ pub type Span = std::ops::Range<usize>;
 /// What [`Reader::document`] read, before the cross-program checks.
 pub struct Document {
     pub supervisor: Option<Settings>,
+    pub settings_spans: SettingsSpans,
     pub programs: Vec<(Program, Spans)>,
 }
 
@@ -971,6 +1088,23 @@ pub struct Spans {
     pub listen: Vec<Span>,
     /// One per entry of `Program::upstreams`, same order.
     pub upstreams: Vec<Span>,
+}
+
+/// Where the `[supervisor]` fields that the host checks look at stand in the file.
+#[derive(Debug, Default, Clone)]
+pub struct SettingsSpans {
+    /// The `admin_token_file` value (`0..0` when absent).
+    pub admin_token_file: Span,
+}
+
+/// The span of `key` itself in `t` (`0..0` when absent).
+fn key_span(t: &DeTable, key: &str) -> Span {
+    t.iter()
+        .find(|(k, _)| {
+            let name: &str = k.get_ref();
+            name == key
+        })
+        .map_or(0..0, |(k, _)| k.span())
 }
 
 fn t_span(t: &DeTable) -> Span {

@@ -425,3 +425,78 @@ fn traffic_health_has_defaults_and_checked_fields() {
         );
     }
 }
+
+#[test]
+fn admin_listen_needs_a_token_off_loopback() {
+    let prog = "[programs.a]\ncommand = [\"true\"]\n";
+    let c = parse_ok(&format!(
+        "[supervisor]\nadmin_listen = \"127.0.0.1:9100\"\nadmin_public = [\"metrics\", \"readyz\", \"metrics\"]\n{prog}"
+    ));
+    assert_eq!(
+        c.supervisor.admin_listen,
+        Some("127.0.0.1:9100".parse().unwrap())
+    );
+    assert_eq!(
+        c.supervisor.admin_public,
+        [PublicRoute::Metrics, PublicRoute::Readyz]
+    );
+    assert!(c.supervisor.admin_token.is_none());
+    let c = parse_ok(&format!(
+        "[supervisor]\nadmin_listen = \"0.0.0.0:9100\"\nadmin_token_file = \"/run/secrets/t\"\n{prog}"
+    ));
+    assert_eq!(
+        c.supervisor.admin_token_file.as_deref(),
+        Some(Path::new("/run/secrets/t"))
+    );
+    // Parsing is pure: the token is read by the host checks only.
+    assert!(c.supervisor.admin_token.is_none());
+
+    let d = parse_err(&format!(
+        "[supervisor]\n  admin_listen = \"0.0.0.0:9100\"\nadmin_public = [\"status\"]\n{prog}"
+    ));
+    assert_eq!((d[0].line, d[0].column), (2, 3), "{d:?}");
+    assert_eq!(d[0].field, "supervisor.admin_listen");
+    assert!(d[0].message.contains("not a loopback address"), "{d:?}");
+    assert_eq!((d[1].line, d[1].column), (3, 17), "{d:?}");
+    assert!(d[1].message.contains("unknown route \"status\""), "{d:?}");
+    let d = parse_err(&format!("[supervisor]\nadmin_listen = \"nowhere\"\n{prog}"));
+    assert!(d[0].message.contains("invalid address"), "{d:?}");
+}
+
+#[test]
+fn admin_token_file_is_read_by_the_host_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::current();
+    let check = |token: Option<&str>| {
+        let file = dir.path().join("token");
+        let _ = std::fs::remove_file(&file);
+        if let Some(t) = token {
+            std::fs::write(&file, t).unwrap();
+        }
+        let src = format!(
+            "[supervisor]\nadmin_listen = \"[::]:9100\"\nadmin_token_file = \"{}\"\n[programs.a]\ncommand = [\"/bin/true\"]\n",
+            file.display()
+        );
+        parse_checked(&src, Path::new("t.toml"), &env, &host)
+    };
+    let c = check(Some("  abc123==\n")).unwrap();
+    assert_eq!(
+        c.supervisor.admin_token.as_ref().map(|t| t.expose()),
+        Some("abc123==")
+    );
+    for (content, needle) in [
+        (None, "cannot read"),
+        (Some("\n"), "empty"),
+        (Some("two words"), "letters, digits"),
+    ] {
+        match check(content) {
+            Err(ConfigError::Invalid { diagnostics, .. }) => {
+                let d = &diagnostics[0];
+                assert_eq!((d.line, d.column), (3, 20), "{diagnostics:?}");
+                assert_eq!(d.field, "supervisor.admin_token_file");
+                assert!(d.message.contains(needle), "{diagnostics:?}");
+            }
+            other => panic!("expected an error for {content:?}, got {other:?}"),
+        }
+    }
+}

@@ -2,17 +2,27 @@
 //! `upstreams = [...]`, the proxy) the state of each program it fronts, without
 //! polling, and hears back what an outage cost. Wire format: [`crate::statefd`].
 //!
-//! One `socketpair(AF_UNIX, SOCK_SEQPACKET)` per front, made once and kept
-//! across its incarnations (as listen sockets are): the child end is handed to
-//! every incarnation (see [`Channels::child_fd`]), the parent end is driven by
-//! one writer task ([`pump`]). The owner task never blocks on it: messages go to
+//! One `socketpair(AF_UNIX, SOCK_SEQPACKET)` per front *program* (service),
+//! made once and kept across its instances and incarnations (as listen sockets
+//! are): the child end is handed to every process of it (see
+//! [`Channels::child_fd`]), the parent end is driven by one writer task
+//! ([`pump`]). Everything here is keyed by program name, never by stack
+//! member: a program may have several processes (replicas, a surge's new one)
+//! and members come and go. The owner task never blocks on it: messages go to
 //! the task through an unbounded queue; when the socket would block, the task
 //! keeps only the latest message per fronted program and sends it once the
 //! socket is writable.
 //!
-//! The phase sent is a pure function of the fronted program's state
-//! ([`phase`]); a message goes out when the phase or the incarnation changes
-//! ([`Channels::sync`], called after every batch of actions).
+//! The phase sent for one process is a pure function of its state
+//! ([`phase`]); a fronted program's view combines its live processes
+//! ([`combine`]); a message goes out when that view changes, or when the
+//! program gained a process (surge, scale, reload) ([`Channels::sync`], called
+//! after every batch of actions).
+//!
+//! A reload re-runs [`Channels::configure`]: a program that gains `upstreams`
+//! gets its channel then, so its next processes (the reload restarts it, as
+//! its config changed) inherit it; one that loses them, or is removed, has
+//! its channel closed (processes that still hold the child end see EOF).
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -62,6 +72,43 @@ pub struct View {
     pub incarnation: u64,
 }
 
+/// One program's view from the views of its live (not retiring, not gone)
+/// processes: `ready` when any is ready; else `draining` when one is being
+/// replaced as unhealthy; else `starting` when any is; else `backoff` with the
+/// earliest next start; else (all stopped or failed, or none left) `failed`
+/// when any failed, else `stopped`. The incarnation is the newest among the
+/// processes that gave the phase (so a surge's new process does not look like
+/// a new incarnation to the front before it serves). Pure.
+pub fn combine(views: &[View]) -> View {
+    let of = |p: Phase| views.iter().filter(move |v| v.phase == p);
+    let newest = |p: Phase| of(p).map(|v| v.incarnation).max();
+    for p in [Phase::Ready, Phase::Draining, Phase::Starting] {
+        if let Some(incarnation) = newest(p) {
+            return View {
+                phase: p,
+                next_start_ms: None,
+                incarnation,
+            };
+        }
+    }
+    if let Some(incarnation) = newest(Phase::Backoff) {
+        return View {
+            phase: Phase::Backoff,
+            next_start_ms: of(Phase::Backoff).filter_map(|v| v.next_start_ms).min(),
+            incarnation,
+        };
+    }
+    let phase = match newest(Phase::Failed) {
+        Some(_) => Phase::Failed,
+        None => Phase::Stopped,
+    };
+    View {
+        phase,
+        next_start_ms: None,
+        incarnation: views.iter().map(|v| v.incarnation).max().unwrap_or(0),
+    }
+}
+
 /// The view of `machine` at `now` (`now_ms`: the same instant on the wall clock).
 pub fn view(machine: &Machine, incarnation: u64, now: Instant, now_ms: u64) -> View {
     let next_start_ms = match &machine.state {
@@ -92,9 +139,12 @@ pub struct RestartCost {
 /// One fronted program, as the channels track it.
 #[derive(Debug)]
 struct Track {
-    name: String,
+    name: Arc<str>,
     addresses: Vec<String>,
     last: Option<View>,
+    /// Send the view at the next sync even if it did not change (the program
+    /// gained a process, or its addresses changed).
+    resend: bool,
     spawned_at: Option<(u64, Instant)>,
     ready_after: Option<Duration>,
     /// When it last stopped being ready, while it is not.
@@ -103,35 +153,51 @@ struct Track {
     last_restart: Option<(u64, RestartCost)>,
 }
 
+/// One front program's channel: shared by all its processes.
 struct Channel {
-    owner: usize,
+    owner: Arc<str>,
     child: OwnedFd,
-    fronted: Vec<usize>,
-    tx: mpsc::UnboundedSender<(usize, Vec<u8>)>,
+    fronted: Vec<Arc<str>>,
+    tx: mpsc::UnboundedSender<(Arc<str>, Vec<u8>)>,
 }
 
-/// Every front's channel and every fronted program's tracking.
+/// Every front's channel and every fronted program's tracking, by program name.
 #[derive(Default)]
 pub struct Channels {
     list: Vec<Channel>,
-    tracks: HashMap<usize, Track>,
+    tracks: HashMap<Arc<str>, Track>,
 }
 
 impl Channels {
-    /// Makes one socketpair per program with `upstreams` and starts its
-    /// writer task (on the current runtime). `programs` in stack order.
-    pub fn open(
+    /// Makes one socketpair per program with `upstreams` that has none yet
+    /// and starts its writer task (on the current runtime); updates what each
+    /// front fronts and the fronted programs' addresses; closes the channels
+    /// of programs that no longer front anything. `programs`: the whole
+    /// current config, in any order. Called at start and after every reload.
+    ///
+    /// Errors: `socketpair(2)`/`fcntl(2)` failures; the channels made before
+    /// the failure are kept.
+    pub fn configure(
+        &mut self,
         programs: &[Arc<Program>],
         owner_tx: &mpsc::UnboundedSender<Msg>,
-    ) -> std::io::Result<Channels> {
-        let index: HashMap<&str, usize> = programs
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.name.as_str(), i))
-            .collect();
-        let mut channels = Channels::default();
-        for (owner, p) in programs.iter().enumerate() {
-            if p.upstreams.is_empty() {
+    ) -> std::io::Result<()> {
+        let by_name: HashMap<&str, &Program> =
+            programs.iter().map(|p| (p.name.as_str(), &**p)).collect();
+        self.list.retain(|c| {
+            by_name
+                .get(&*c.owner)
+                .is_some_and(|p| !p.upstreams.is_empty())
+        });
+        for p in programs.iter().filter(|p| !p.upstreams.is_empty()) {
+            let fronted: Vec<Arc<str>> = p
+                .upstreams
+                .iter()
+                .filter(|n| by_name.contains_key(n.as_str()))
+                .map(|n| Arc::from(n.as_str()))
+                .collect();
+            if let Some(c) = self.list.iter_mut().find(|c| *c.owner == *p.name) {
+                c.fronted = fronted;
                 continue;
             }
             let (parent, child) = socket::socketpair(
@@ -141,58 +207,75 @@ impl Channels {
                 SockFlag::SOCK_CLOEXEC,
             )?;
             set_nonblocking(&parent)?;
-            let fronted: Vec<usize> = p
-                .upstreams
-                .iter()
-                .filter_map(|n| index.get(n.as_str()).copied())
-                .collect();
-            for &f in &fronted {
-                if let Some(fp) = programs.get(f) {
-                    channels.tracks.entry(f).or_insert_with(|| Track {
-                        name: fp.name.clone(),
-                        addresses: fp.listen.iter().map(ToString::to_string).collect(),
-                        last: None,
-                        spawned_at: None,
-                        ready_after: None,
-                        down_since: None,
-                        last_restart: None,
-                    });
-                }
-            }
             let (tx, rx) = mpsc::unbounded_channel();
             // SAFETY: `parent` is an OwnedFd moved into the AsyncFd, which owns it
             // (open, same description) until the AsyncFd is dropped.
             let parent = unsafe { AsyncFd::register(parent) }.map_err(|e| e.into_parts().1)?;
             tokio::spawn(pump(parent, rx, owner_tx.clone()));
-            channels.list.push(Channel {
-                owner,
+            self.list.push(Channel {
+                owner: Arc::from(p.name.as_str()),
                 child,
                 fronted,
                 tx,
             });
         }
-        Ok(channels)
+        let fronted: Vec<Arc<str>> = self
+            .list
+            .iter()
+            .flat_map(|c| c.fronted.iter().cloned())
+            .collect();
+        self.tracks.retain(|name, _| fronted.contains(name));
+        for name in fronted {
+            let addresses: Vec<String> = by_name
+                .get(&*name)
+                .map(|p| p.listen.iter().map(ToString::to_string).collect())
+                .unwrap_or_default();
+            let t = self.tracks.entry(name.clone()).or_insert_with(|| Track {
+                name,
+                addresses: addresses.clone(),
+                last: None,
+                resend: false,
+                spawned_at: None,
+                ready_after: None,
+                down_since: None,
+                last_restart: None,
+            });
+            if t.addresses != addresses {
+                t.addresses = addresses;
+                t.resend = true;
+            }
+        }
+        Ok(())
     }
 
-    /// The descriptor program `i` inherits as its state channel, if it fronts any.
-    pub fn child_fd(&self, i: usize) -> Option<RawFd> {
+    /// The descriptor the processes of program `service` inherit as their
+    /// state channel, if it fronts any.
+    pub fn child_fd(&self, service: &str) -> Option<RawFd> {
         self.list
             .iter()
-            .find(|c| c.owner == i)
+            .find(|c| *c.owner == *service)
             .map(|c| c.child.as_raw_fd())
     }
 
-    /// Program `i` was just spawned: if it is a front, its new incarnation is
-    /// sent the state of every program it fronts first.
-    pub fn spawned(&mut self, i: usize) {
-        for c in self.list.iter().filter(|c| c.owner == i) {
-            for &f in &c.fronted {
-                if let Some(t) = self.tracks.get(&f) {
+    /// A process of program `service` was just spawned: if it is a front,
+    /// the new process is sent the state of every program it fronts first.
+    pub fn spawned(&mut self, service: &str) {
+        for c in self.list.iter().filter(|c| *c.owner == *service) {
+            for f in &c.fronted {
+                if let Some(t) = self.tracks.get(f) {
                     if let Some(v) = t.last {
-                        let _ = c.tx.send((f, encode(t, v)));
+                        let _ = c.tx.send((f.clone(), encode(t, v)));
                     }
                 }
             }
+        }
+    }
+
+    /// Program `service` gained a process (surge, scale, reload): its view is
+    /// sent at the next [`Channels::sync`] even if it did not change.
+    pub fn touch(&mut self, service: &str) {
+        if let Some(t) = self.tracks.get_mut(service) {
+            t.resend = true;
         }
     }
 
@@ -200,12 +283,13 @@ impl Channels {
     /// the changes; notes when a fronted program stops being ready and when it
     /// is ready again (the outage's `down_ms`; the `restart_cost` record is
     /// published when the front reports its counts, [`Channels::report`]).
-    pub fn sync(&mut self, now: Instant, mut view_of: impl FnMut(usize) -> Option<View>) {
-        for (&f, t) in self.tracks.iter_mut() {
-            let Some(v) = view_of(f) else { continue };
-            if t.last.is_some_and(|l| same(l, v)) {
+    pub fn sync(&mut self, now: Instant, mut view_of: impl FnMut(&str) -> View) {
+        for (f, t) in self.tracks.iter_mut() {
+            let v = view_of(f);
+            if t.last.is_some_and(|l| same(l, v)) && !t.resend {
                 continue;
             }
+            t.resend = false;
             let was_ready = t.last.is_some_and(|l| l.phase == Phase::Ready);
             if t.spawned_at.is_none_or(|(inc, _)| inc != v.incarnation) {
                 t.spawned_at = Some((v.incarnation, now));
@@ -231,8 +315,8 @@ impl Channels {
             }
             t.last = Some(v);
             let bytes = encode(t, v);
-            for c in self.list.iter().filter(|c| c.fronted.contains(&f)) {
-                let _ = c.tx.send((f, bytes.clone()));
+            for c in self.list.iter().filter(|c| c.fronted.contains(f)) {
+                let _ = c.tx.send((f.clone(), bytes.clone()));
             }
         }
     }
@@ -248,7 +332,7 @@ impl Channels {
                 replayed,
                 shed,
             } => {
-                let t = self.tracks.values_mut().find(|t| t.name == program)?;
+                let t = self.tracks.get_mut(program.as_str())?;
                 let (inc, cost) = t.last_restart.as_mut()?;
                 if *inc != incarnation {
                     return None;
@@ -263,9 +347,9 @@ impl Channels {
         }
     }
 
-    /// What program `i`'s last outage cost, if it is fronted and had one.
-    pub fn last_restart(&self, i: usize) -> Option<RestartCost> {
-        self.tracks.get(&i)?.last_restart.map(|(_, c)| c)
+    /// What program `service`'s last outage cost, if it is fronted and had one.
+    pub fn last_restart(&self, service: &str) -> Option<RestartCost> {
+        self.tracks.get(service)?.last_restart.map(|(_, c)| c)
     }
 }
 
@@ -307,7 +391,7 @@ const NEXT_START_SLACK_MS: u64 = 50;
 
 fn encode(t: &Track, v: View) -> Vec<u8> {
     let msg = StateMsg {
-        program: t.name.clone(),
+        program: t.name.to_string(),
         state: v.phase,
         addresses: t.addresses.clone(),
         next_start_ms: v.next_start_ms,
@@ -329,10 +413,10 @@ fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
 /// and passes the front's reports to the owner task.
 async fn pump(
     fd: AsyncFd<OwnedFd>,
-    mut rx: mpsc::UnboundedReceiver<(usize, Vec<u8>)>,
+    mut rx: mpsc::UnboundedReceiver<(Arc<str>, Vec<u8>)>,
     owner: mpsc::UnboundedSender<Msg>,
 ) {
-    let mut pending: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+    let mut pending: BTreeMap<Arc<str>, Vec<u8>> = BTreeMap::new();
     let mut buf = vec![0u8; MAX_PACKET];
     loop {
         tokio::select! {
@@ -347,7 +431,7 @@ async fn pump(
             },
             guard = fd.writable(), if !pending.is_empty() => {
                 let Ok(mut guard) = guard else { return };
-                while let Some((&program, bytes)) = pending.iter().next() {
+                while let Some((program, bytes)) = pending.iter().next() {
                     let sent = guard.try_io(|inner| {
                         socket::send(
                             inner.get_ref().as_raw_fd(),
@@ -359,6 +443,7 @@ async fn pump(
                     match sent {
                         // Sent, or refused for good (too large): either way done.
                         Ok(_) => {
+                            let program = program.clone();
                             pending.remove(&program);
                         }
                         Err(_would_block) => break,
@@ -383,6 +468,41 @@ async fn pump(
                 }
             }
         }
+    }
+}
+
+impl super::Supervisor {
+    /// The view fronts get of program `service`: its live processes combined
+    /// ([`combine`]).
+    fn service_view(&self, service: &str, now: Instant, now_ms: u64) -> View {
+        let views: Vec<View> = self
+            .stack
+            .members
+            .iter()
+            .zip(&self.slots)
+            .filter(|(m, _)| {
+                *m.instance.service == *service && !m.instance.retiring && !m.instance.gone
+            })
+            .map(|(m, s)| view(&m.machine, s.generation, now, now_ms))
+            .collect();
+        combine(&views)
+    }
+
+    /// Tells fronts of every change of the programs they front.
+    pub(super) fn sync_channels(&mut self) {
+        let now = Instant::now();
+        let now_ms = crate::admin::snapshot::now_ms();
+        let mut channels = std::mem::take(&mut self.channels);
+        channels.sync(now, |service| self.service_view(service, now, now_ms));
+        self.channels = channels;
+    }
+
+    /// Opens, updates and closes channels for the current configs (start,
+    /// reload); a failure is published and leaves that front without one.
+    pub(super) fn configure_channels(&mut self) -> std::io::Result<()> {
+        let programs: Vec<Arc<Program>> =
+            self.configs.values().map(|c| c.program.clone()).collect();
+        self.channels.configure(&programs, &self.tx)
     }
 }
 
@@ -469,9 +589,10 @@ mod tests {
         let big = "x".repeat(4000);
         for n in 0..2000u32 {
             let msg = format!("{{\"n\":{n},\"pad\":\"{big}\"}}");
-            tx.send((0, msg.into_bytes())).unwrap();
+            tx.send((Arc::from("a"), msg.into_bytes())).unwrap();
         }
-        tx.send((1, b"{\"other\":1}".to_vec())).unwrap();
+        tx.send((Arc::from("b"), b"{\"other\":1}".to_vec()))
+            .unwrap();
         // Let the pump fill the socket, then read everything.
         for _ in 0..20 {
             tokio::task::yield_now().await;
@@ -500,13 +621,53 @@ mod tests {
         assert!(zeros < 2000, "nothing was coalesced ({zeros})");
     }
 
-    #[test]
-    fn a_drifting_next_start_is_not_news() {
-        let v = |phase, next: Option<u64>, inc| View {
+    fn v(phase: Phase, next: Option<u64>, incarnation: u64) -> View {
+        View {
             phase,
             next_start_ms: next,
-            incarnation: inc,
-        };
+            incarnation,
+        }
+    }
+
+    #[test]
+    fn a_program_is_ready_when_any_process_is() {
+        let views = [
+            v(Phase::Backoff, Some(5), 7),
+            v(Phase::Ready, None, 3),
+            v(Phase::Starting, None, 9),
+        ];
+        // The newest among the ready ones: a surge's new process is not news.
+        assert_eq!(combine(&views), v(Phase::Ready, None, 3));
+        let views = [v(Phase::Ready, None, 3), v(Phase::Ready, None, 4)];
+        assert_eq!(combine(&views), v(Phase::Ready, None, 4));
+    }
+
+    #[test]
+    fn draining_then_starting_then_the_earliest_backoff() {
+        let views = [v(Phase::Starting, None, 2), v(Phase::Draining, None, 5)];
+        assert_eq!(combine(&views), v(Phase::Draining, None, 5));
+        let views = [v(Phase::Backoff, Some(900), 2), v(Phase::Starting, None, 1)];
+        assert_eq!(combine(&views), v(Phase::Starting, None, 1));
+        let views = [
+            v(Phase::Backoff, Some(900), 2),
+            v(Phase::Backoff, Some(400), 1),
+            v(Phase::Failed, None, 6),
+        ];
+        assert_eq!(combine(&views), v(Phase::Backoff, Some(400), 2));
+    }
+
+    #[test]
+    fn stopped_or_failed_only_when_all_are() {
+        let views = [v(Phase::Stopped, None, 2), v(Phase::Failed, None, 1)];
+        assert_eq!(combine(&views), v(Phase::Failed, None, 2));
+        let views = [v(Phase::Stopped, None, 2), v(Phase::Stopped, None, 4)];
+        assert_eq!(combine(&views), v(Phase::Stopped, None, 4));
+        // No process left (scaled to 0, removed): stopped.
+        assert_eq!(combine(&[]), v(Phase::Stopped, None, 0));
+    }
+
+    #[test]
+    fn a_drifting_next_start_is_not_news() {
         assert!(same(
             v(Phase::Backoff, Some(1000), 1),
             v(Phase::Backoff, Some(1003), 1)

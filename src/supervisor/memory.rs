@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::events::Record;
-use super::stack::StackInput;
+use super::stack::{Change, StackInput};
 use super::state::{Input, Pid, State};
 use super::Supervisor;
 
@@ -98,14 +98,18 @@ pub fn over_memory_record(program: &Arc<str>, pid: Pid, rss: u64, limit: u64) ->
 }
 
 impl Supervisor {
-    /// Measures every live program with `max_memory`; one over its limit is
-    /// replaced ([`Supervisor::replace_unhealthy`]).
+    /// Measures every live process of a program with `max_memory`; one over
+    /// its limit is replaced ([`Supervisor::replace_unhealthy`]). Retiring
+    /// processes (stopping for good) and ones already being replaced are not.
     pub(super) fn check_memory(&mut self) {
         let mut over = Vec::new();
         for (i, (slot, member)) in self.slots.iter().zip(&self.stack.members).enumerate() {
             let Some(limit) = slot.program.max_memory else {
                 continue;
             };
+            if member.instance.retiring || member.instance.gone || self.being_replaced(i) {
+                continue;
+            }
             let pid = match member.machine.state {
                 State::Starting { pid, .. } | State::Running { pid, .. } => pid,
                 _ => continue,
@@ -120,20 +124,51 @@ impl Supervisor {
         }
     }
 
-    /// Replaces program `index`'s live incarnation for `cause` (a measure
-    /// other than its probe: `over_memory`, `traffic`), publishing `record`
-    /// and counting the cause. For now this is the liveness path (stop
-    /// signal, then the restart policy, counted as a failure); the surge
-    /// restart (issue 14) is meant to take over here, with zero downtime.
+    /// Whether a surge is under way to replace member `index`.
+    fn being_replaced(&self, index: usize) -> bool {
+        self.stack
+            .members
+            .iter()
+            .any(|m| m.instance.replaces == Some(index) && !m.instance.retiring)
+    }
+
+    /// Replaces member `index`'s live process for `cause` (a measure other
+    /// than its probe: `over_memory`, `traffic`), publishing `record` and
+    /// counting the cause. A program that surges (`restart_strategy`), whose
+    /// process is ready and that no rollout is replacing already, is replaced
+    /// by a surge of that one instance: the new process starts on the held
+    /// sockets, the old one is retired once the new one is ready (zero
+    /// downtime; `stack::instances`). Otherwise (stop-first, not ready, a
+    /// rollout under way) it takes the liveness path: [`Input::Replace`]
+    /// (stop signal, then the restart policy, counted as a failure). A member
+    /// a surge is replacing already is left alone (nothing is published).
     pub(super) fn replace_unhealthy(&mut self, index: usize, cause: &'static str, record: Record) {
+        if self.being_replaced(index) {
+            return;
+        }
+        let Some(member) = self.stack.members.get(index) else {
+            return;
+        };
+        let service = member.instance.service.clone();
+        let surge = self.stack.service(&service).is_some_and(|s| s.surge)
+            && member.machine.is_ready()
+            && !self.stack.rolling(&service);
         self.publish(record);
         if let Some(slot) = self.slots.get_mut(index) {
             *slot.replacements.entry(cause).or_default() += 1;
         }
-        self.feed(StackInput::Program {
-            index,
-            input: Input::Replace,
-        });
+        let input = if surge {
+            StackInput::Apply(vec![Change::Roll {
+                service,
+                members: vec![index],
+            }])
+        } else {
+            StackInput::Program {
+                index,
+                input: Input::Replace,
+            }
+        };
+        self.feed(input);
     }
 }
 

@@ -17,6 +17,7 @@
 //! - `hygiene`: undo the launcher's signal mask, dispositions and descriptors.
 //! - [`health`]: probe tasks.
 //! - [`sockets`]: listen sockets kept across restarts.
+//! - [`services`]: replicas, reload, `restart`/`scale`/`signal` by name.
 //! - [`logs`]: prefixed program output and event lines.
 //! - [`memory`]: `max_memory`, measured from `/proc`; replacing an unhealthy program.
 //! - [`traffic`]: `traffic_health`, from the errors a front reports.
@@ -47,6 +48,7 @@ pub mod logs;
 pub mod memory;
 pub mod notes;
 pub mod reaper;
+pub mod services;
 pub mod signals;
 pub mod sockets;
 pub mod spawn;
@@ -55,7 +57,6 @@ pub mod state;
 pub mod traffic;
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,7 +75,7 @@ use health::ExecWaiters;
 use logs::Output;
 pub use stack::AdminVerb;
 use stack::{Member, Stack, StackAction, StackInput, Target};
-use state::{Input, Leftover, Machine, Pid, Policy, State, Termination};
+use state::{Input, Leftover, Machine, Pid, State, Termination};
 
 /// A leader that exits 0 sooner than this after its start, leaving a process
 /// re-parented to the supervisor, is taken to have daemonized itself.
@@ -97,6 +98,14 @@ pub enum Msg {
     Snapshot(oneshot::Sender<Snapshot>),
     /// A front's report on its state channel.
     Report(crate::statefd::Report),
+    /// `selfheal reload`: re-read the config and apply it.
+    Reload(oneshot::Sender<Result<Vec<services::Applied>, services::ReloadError>>),
+    /// `selfheal scale NAME N`.
+    Scale {
+        name: String,
+        replicas: u32,
+        reply: oneshot::Sender<Result<String, AdminError>>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,12 +219,16 @@ fn main_program(args: &crate::cli::MainArgs, sidecars: &[Program]) -> Program {
 }
 
 /// The runtime side of one program: what the pure machine does not hold.
-struct Slot {
+pub(crate) struct Slot {
+    /// The config its current (or last) process was started with.
     program: Arc<Program>,
-    /// Bumped at every spawn, so probe results of a past incarnation are dropped.
+    /// Its replica number (`SELFHEAL_REPLICA`).
+    replica: u32,
+    /// Bumped at every spawn attempt (a failed exec too), so probe results of a
+    /// past incarnation are dropped; the status shows it as `incarnation`.
     generation: u64,
     probe: Option<tokio::task::AbortHandle>,
-    listen: Vec<(OwnedFd, String)>,
+    listen: services::Listen,
     started_at_ms: Option<u64>,
     /// When the current (or last) leader was spawned, for daemon detection.
     spawned_at: Instant,
@@ -243,6 +256,10 @@ struct Supervisor {
     started_at_ms: u64,
     exit: Option<Exit>,
     channels: channel::Channels,
+    /// Every program's current config and held sockets, by name.
+    configs: HashMap<Arc<str>, services::ServiceConfig>,
+    /// The file `reload` reads (none in `selfheal -- CMD` without a config).
+    config_path: Option<std::path::PathBuf>,
 }
 
 async fn run(launch: Launch, args: RunArgs) -> Exit {
@@ -278,21 +295,24 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
             output.note(&format!("cannot become a child subreaper: {e}"));
         }
     }
-    let slots = match bind_slots(&config, &output) {
-        Some(slots) => slots,
-        None => return Exit::Internal,
+    let configs = match services::bind_all(&config) {
+        Ok(configs) => configs,
+        Err(e) => {
+            output.note(&e);
+            return Exit::Internal;
+        }
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let admin_socket = launch.admin.then(|| config.supervisor.admin_socket.clone());
+    let shared = crate::admin::api::Shared {
+        tx: tx.clone(),
+        events: events.clone(),
+        logs: output.book(),
+    };
     if let Some(socket) = &admin_socket {
         match crate::admin::api::bind(socket) {
             Ok(listener) => {
-                let shared = crate::admin::api::Shared {
-                    tx: tx.clone(),
-                    events: events.clone(),
-                    logs: output.book(),
-                };
-                tokio::spawn(crate::admin::api::serve(listener, shared));
+                tokio::spawn(crate::admin::api::serve(listener, shared.clone()));
             }
             Err(e) => {
                 let text = format!("cannot serve the admin API on {}: {e:#}", socket.display());
@@ -302,18 +322,33 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
             }
         }
     }
-    let programs: Vec<Arc<Program>> = slots.iter().map(|s| s.program.clone()).collect();
-    let channels = match channel::Channels::open(&programs, &tx) {
-        Ok(c) => c,
-        Err(e) => {
-            output.note(&format!("cannot open the state channel: {e}"));
-            return Exit::Internal;
-        }
+    let (stack, instances) = build_stack(&config, pid, &args.main);
+    let advertised = admin_socket.as_deref().and_then(|s| {
+        crate::admin::advertise::advertise(s)
+            .map_err(|e| output.note(&e))
+            .ok()
+    });
+    let admin_tcp = match launch.admin {
+        true => match crate::admin::api::bind_tcp(&config.supervisor).await {
+            Ok(Some((listener, auth))) => {
+                let addr = listener.local_addr().ok();
+                tokio::spawn(crate::admin::api::serve_tcp(listener, shared, auth));
+                addr
+            }
+            Ok(None) => None,
+            Err(e) => {
+                let text = format!("cannot serve the admin API on TCP: {e:#}");
+                output.note(&text);
+                eprintln!("selfheal: {text}");
+                return Exit::Internal;
+            }
+        },
+        false => None,
     };
     let mut sup = Supervisor {
-        stack: build_stack(&config, pid, &args.main),
+        stack,
         main_death_signal: args.main.pdeathsig,
-        slots,
+        slots: Vec::new(),
         leaders: HashMap::new(),
         tx,
         waiters: ExecWaiters::default(),
@@ -321,17 +356,26 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         events,
         started_at_ms: snapshot::now_ms(),
         exit: None,
-        channels,
+        channels: channel::Channels::default(),
+        configs,
+        config_path: services::reload_path(&config),
     };
+    if let Err(e) = sup.configure_channels() {
+        sup.output
+            .note(&format!("cannot open the state channel: {e}"));
+        return Exit::Internal;
+    }
+    sup.carry_out(instances);
     sup.publish(Record::text(
         None,
         format!(
-            "supervising {} programs as pid {pid}{}; admin socket {}",
+            "supervising {} programs as pid {pid}{}; admin socket {}{}",
             sup.slots.len(),
             if pid == 1 { " (init)" } else { " (subreaper)" },
             admin_socket
                 .as_ref()
-                .map_or_else(|| "none".to_string(), |s| s.display().to_string())
+                .map_or_else(|| "none".to_string(), |s| s.display().to_string()),
+            admin_tcp.map_or_else(String::new, |a| format!(", admin on http://{a}/"))
         ),
     ));
     for warning in &config.warnings {
@@ -348,6 +392,9 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         if let Some(exit) = sup.exit {
             break exit;
         }
+        if memory_tick.is_none() && sup.configs.values().any(|c| c.program.max_memory.is_some()) {
+            memory_tick = memory::timer(true); // a reload gave a program max_memory
+        }
         let deadline = sup.stack.next_deadline();
         tokio::select! {
             biased;
@@ -358,6 +405,9 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
             _ = memory::tick(&mut memory_tick) => sup.check_memory(),
         }
     };
+    if let Some(advertised) = advertised {
+        advertised.withdraw();
+    }
     if let Some(socket) = &admin_socket {
         let _ = std::fs::remove_file(socket);
     }
@@ -368,72 +418,37 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
     exit
 }
 
-/// Binds every program's listen sockets (once, for all its incarnations).
-fn bind_slots(config: &Config, output: &Output) -> Option<Vec<Slot>> {
-    let mut slots = Vec::with_capacity(config.programs.len());
-    for program in &config.programs {
-        let mut listen = Vec::new();
-        for addr in &program.listen {
-            match sockets::bind(*addr) {
-                Ok(fd) => listen.push((fd, addr.to_string())),
-                Err(e) => {
-                    let name = &program.name;
-                    output.note(&format!("cannot listen on {addr} for program {name}: {e}"));
-                    return None;
-                }
-            }
-        }
-        slots.push(Slot {
-            program: Arc::new(program.clone()),
-            generation: 0,
-            probe: None,
-            listen,
-            started_at_ms: None,
-            spawned_at: Instant::now(),
-            spawned_boot: Duration::ZERO,
-            last_pgid: None,
-            replacements: Default::default(),
-            traffic: program.traffic_health.map(traffic::Window::new),
-        });
-    }
-    Some(slots)
-}
-
-/// The pure stack for `config`: one member per program, dependencies by index.
-fn build_stack(config: &Config, pid: u32, main: &crate::cli::MainArgs) -> Stack {
-    let index: HashMap<&str, usize> = config
-        .programs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.name.as_str(), i))
-        .collect();
+/// The pure stack for `config`: one service per program, its instances
+/// added (the actions that make their slots come back with it).
+fn build_stack(
+    config: &Config,
+    pid: u32,
+    main: &crate::cli::MainArgs,
+) -> (Stack, Vec<StackAction>) {
+    let s = &config.supervisor;
+    let mut stack = Stack::new(Vec::new(), s.on_give_up, s.shutdown_timeout);
     let seed = u64::from(pid) << 32 ^ snapshot::now_ms();
-    let members = config
+    let changes = config
         .programs
         .iter()
         .enumerate()
-        .map(|(i, p)| {
-            let machine = Machine::new(Policy::of(p), seed ^ i as u64);
-            let forward = p.forward_signals.iter().map(|s| *s as i32).collect();
-            let mut member = Member::new(&p.name, machine, forward);
-            member.deps = p
-                .depends_on
-                .iter()
-                .filter_map(|d| Some((*index.get(d.name.as_str())?, d.condition)))
-                .collect();
-            member
+        .map(|(i, p)| stack::Change::Add {
+            service: services::service_of(p),
+            seed: seed ^ (i as u64) << 16,
         })
         .collect();
-    let s = &config.supervisor;
-    let stack = Stack::new(members, s.on_give_up, s.shutdown_timeout);
-    match config.programs.iter().position(|p| p.main) {
+    let actions = stack.configure(changes, Instant::now());
+    let main_service = config.programs.iter().find(|p| p.main);
+    let main_index = main_service.and_then(|p| stack.live_instances(&p.name).first().copied());
+    let stack = match main_index {
         Some(index) => stack.with_main(stack::MainRule {
             index,
             rewrite: main.rewrite.clone(),
             stop_timeout: main.stop_timeout,
         }),
         None => stack,
-    }
+    };
+    (stack, actions)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -500,6 +515,31 @@ impl Supervisor {
                     self.exit = Some(exit);
                     None
                 }
+                StackAction::NewInstance {
+                    index,
+                    service,
+                    replica,
+                } => {
+                    self.new_slot(index, &service, replica);
+                    self.channels.touch(&service);
+                    None
+                }
+                StackAction::Gone(index) => {
+                    if let Some(slot) = self.slots.get_mut(index) {
+                        slot.listen = Arc::default(); // its sockets' last holder may be it
+                        if let Some(probe) = slot.probe.take() {
+                            probe.abort();
+                        }
+                    }
+                    None
+                }
+                StackAction::Reload => {
+                    if let Err(e) = self.reload() {
+                        let text = format!("reload refused, nothing changed: {e}");
+                        self.publish(Record::text(None, text));
+                    }
+                    None
+                }
             };
             if let Some(fact) = fact {
                 queue.extend(self.stack.step(fact, Instant::now()));
@@ -513,15 +553,26 @@ impl Supervisor {
         self.sync_channels();
     }
 
-    /// Tells fronts of every change of the programs they front.
-    fn sync_channels(&mut self) {
-        let now = Instant::now();
-        let now_ms = snapshot::now_ms();
-        let (members, slots) = (&self.stack.members, &self.slots);
-        self.channels.sync(now, |i| {
-            let (m, s) = (members.get(i)?, slots.get(i)?);
-            Some(channel::view(&m.machine, s.generation, now, now_ms))
-        });
+    /// The slot of member `index`, made from its program's current config.
+    fn new_slot(&mut self, index: usize, service: &str, replica: u32) {
+        let Some(config) = self.configs.get(service) else {
+            return;
+        };
+        if index != self.slots.len() {
+            return;
+        }
+        let mut slot = services::slot_of(config, replica);
+        // A surge's new process continues the count of the one it replaces.
+        let replaced = self
+            .stack
+            .members
+            .get(index)
+            .and_then(|m| m.instance.replaces);
+        if let Some(old) = replaced.and_then(|o| self.slots.get(o)) {
+            slot.generation = old.generation;
+            slot.replacements = old.replacements.clone();
+        }
+        self.slots.push(slot);
     }
 
     fn spawn(&mut self, i: usize) -> Input {
@@ -531,15 +582,34 @@ impl Supervisor {
                 error: "no such program".into(),
             });
         };
+        // The program's config as of now (a reload may have changed it).
+        if let Some(config) = self.configs.get(slot.program.name.as_str()) {
+            slot.program = config.program.clone();
+            slot.listen = config.listen.clone();
+            if slot.traffic.as_ref().map(traffic::Window::rule) != config.program.traffic_health {
+                slot.traffic = config.program.traffic_health.map(traffic::Window::new);
+            }
+        }
+        slot.generation += 1;
         let p = &slot.program;
+        // Only programs with several replicas get their number (the others'
+        // environment stays exactly the supervisor's plus `env`).
+        let many = self.stack.members.get(i).is_some_and(|m| {
+            m.instance.replica > 0
+                || self
+                    .stack
+                    .service(&m.instance.service)
+                    .is_some_and(|s| s.replicas > 1)
+        });
+        let (argv, env) = with_replica(p, slot.replica, many);
         let spec = spawn::Spec {
-            argv: &p.command,
-            env: &p.env,
+            argv: &argv,
+            env: &env,
             workdir: p.workdir.as_deref(),
             user: p.user.as_deref(),
             group: p.group.as_deref(),
             listen: &slot.listen,
-            state_fd: self.channels.child_fd(i),
+            state_fd: self.channels.child_fd(&p.name),
             stdio: if p.main {
                 spawn::ChildStdio::Inherit
             } else {
@@ -554,13 +624,12 @@ impl Supervisor {
         };
         match spawn::spawn(&spec) {
             Ok(child) => {
-                slot.generation += 1;
                 slot.started_at_ms = Some(snapshot::now_ms());
                 slot.spawned_at = Instant::now();
                 slot.spawned_boot = boot_time();
                 slot.last_pgid = Some(child.pid);
                 self.leaders.insert(child.pid, i);
-                self.channels.spawned(i);
+                self.channels.spawned(&p.name);
                 if let (Some(reader), Some(m)) = (child.output, self.stack.members.get(i)) {
                     logs::pump(self.output.clone(), m.name.clone(), reader);
                 }
@@ -577,6 +646,23 @@ impl Supervisor {
                 Input::SpawnFailed(how)
             }
         }
+    }
+
+    /// A surge's new process whose probe passed while it does not accept on
+    /// the shared sockets yet: the answer came from the old process, so the
+    /// pass is not its own (it is dropped; the probe goes on).
+    fn surge_not_accepting(&self, index: usize) -> bool {
+        let (Some(member), Some(slot)) = (self.stack.members.get(index), self.slots.get(index))
+        else {
+            return false;
+        };
+        if member.instance.replaces.is_none() || slot.listen.is_empty() {
+            return false;
+        }
+        let Some(pid) = member.machine.state.pid() else {
+            return false;
+        };
+        !sockets::accepting(pid, &sockets::inodes(&slot.listen))
     }
 
     /// Probes run exactly while the program has a live, not-stopping process.
@@ -714,11 +800,11 @@ impl Supervisor {
                 ok,
                 reason,
             } => {
-                if self
+                let current = self
                     .slots
                     .get(index)
-                    .is_some_and(|s| s.generation == generation)
-                {
+                    .is_some_and(|s| s.generation == generation);
+                if current && !(ok && self.surge_not_accepting(index)) {
                     let input = Input::Probe { ok, reason };
                     self.feed(StackInput::Program { index, input });
                 }
@@ -731,26 +817,17 @@ impl Supervisor {
                 let _ = reply.send(self.snapshot());
             }
             Msg::Report(report) => self.on_report(report),
+            Msg::Reload(reply) => {
+                let _ = reply.send(self.reload());
+            }
+            Msg::Scale {
+                name,
+                replicas,
+                reply,
+            } => {
+                let _ = reply.send(self.scale(&name, replicas));
+            }
         }
-    }
-
-    fn admin(&mut self, verb: AdminVerb, name: &str) -> Result<String, AdminError> {
-        if self.stack.is_stopping() {
-            return Err(AdminError::ShuttingDown);
-        }
-        let index = self
-            .stack
-            .members
-            .iter()
-            .position(|m| &*m.name == name)
-            .ok_or_else(|| AdminError::UnknownProgram(name.to_string()))?;
-        self.feed(StackInput::Admin { index, verb });
-        let state = self
-            .stack
-            .members
-            .get(index)
-            .map_or("unknown", |m| m.machine.state_name());
-        Ok(format!("{name}: {state}"))
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -760,15 +837,22 @@ impl Supervisor {
             .members
             .iter()
             .zip(&self.slots)
-            .enumerate()
-            .map(|(i, (m, s))| ProgramStatus {
-                last_restart: self.channels.last_restart(i),
-                replacements_by_cause: s
-                    .replacements
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), *v))
-                    .collect(),
-                ..status_of(m, s, now)
+            .filter(|(m, _)| !m.instance.gone)
+            .map(|(m, s)| {
+                let many = self
+                    .stack
+                    .service(&m.instance.service)
+                    .is_some_and(|s| s.replicas > 1);
+                let rollout = self.stack.rollout_state(&m.instance.service);
+                ProgramStatus {
+                    last_restart: self.channels.last_restart(&m.instance.service),
+                    replacements_by_cause: s
+                        .replacements
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), *v))
+                        .collect(),
+                    ..status_of(m, s, now, many, rollout)
+                }
             })
             .collect();
         Snapshot {
@@ -785,15 +869,66 @@ impl Supervisor {
     }
 }
 
+type Argv<'a> = std::borrow::Cow<'a, [String]>;
+type Env<'a> = std::borrow::Cow<'a, [(String, String)]>;
+
+/// The argv and `env` of replica `replica` of `p`: `${SELFHEAL_REPLICA}`
+/// replaced by its number, and `SELFHEAL_REPLICA=n` added when the program
+/// has several (`many`). Borrowed as they are when there is nothing to do.
+fn with_replica(p: &Program, replica: u32, many: bool) -> (Argv<'_>, Env<'_>) {
+    use std::borrow::Cow;
+    let mark = config::REPLICA_PLACEHOLDER;
+    let n = replica.to_string();
+    let argv = if p.command.iter().any(|a| a.contains(mark)) {
+        Cow::Owned(p.command.iter().map(|a| a.replace(mark, &n)).collect())
+    } else {
+        Cow::Borrowed(p.command.as_slice())
+    };
+    let env = if many || p.env.iter().any(|(_, v)| v.contains(mark)) {
+        let mut env: Vec<(String, String)> = p
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.replace(mark, &n)))
+            .collect();
+        if many {
+            env.push(("SELFHEAL_REPLICA".into(), n));
+        }
+        Cow::Owned(env)
+    } else {
+        Cow::Borrowed(p.env.as_slice())
+    };
+    (argv, env)
+}
+
 /// One program's line of the status.
-fn status_of(member: &Member, slot: &Slot, now: Instant) -> ProgramStatus {
+fn status_of(
+    member: &Member,
+    slot: &Slot,
+    now: Instant,
+    many: bool,
+    rollout: Option<&str>,
+) -> ProgramStatus {
     let m = &member.machine;
+    let instance = &member.instance;
+    let name = match (many, instance.replica) {
+        (true, 0) => format!("{}#0", member.name),
+        _ => member.name.to_string(),
+    };
     ProgramStatus {
-        name: member.name.to_string(),
+        name,
+        program: instance.service.to_string(),
+        replica: instance.replica,
+        retiring: instance.retiring,
+        rollout: rollout.map(String::from),
         state: m.state_name().to_string(),
         ready: m.is_ready(),
-        problem: problem(m),
+        // A surge's new process and the one it replaces (or any retiring one)
+        // do not make the stack unready: the other serves meanwhile.
+        problem: (!instance.retiring && instance.replaces.is_none())
+            .then(|| problem(m))
+            .flatten(),
         pid: m.state.pid(),
+        incarnation: slot.generation,
         started_at_ms: m.state.pid().and(slot.started_at_ms),
         uptime_ms: None,
         restarts: m.total_restarts,

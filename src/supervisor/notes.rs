@@ -61,6 +61,29 @@ pub enum Note {
     MainEnded {
         code: u8,
     },
+    /// SIGHUP with no program declaring it: the config is re-read.
+    Reloading,
+    /// A surge restart began: the next process starts beside the serving one.
+    SurgeStarted {
+        program: Arc<str>,
+    },
+    /// The new process is ready: the old one is being stopped (it drains).
+    SurgeDone {
+        program: Arc<str>,
+    },
+    /// The new process did not become ready: it is stopped, the old one serves on.
+    SurgeFailed {
+        program: Arc<str>,
+    },
+    /// Every instance of a rolling restart was replaced.
+    RolloutDone {
+        program: Arc<str>,
+    },
+    /// A rolling restart stopped at a replacement that failed.
+    RolloutFailed {
+        program: Arc<str>,
+        left: usize,
+    },
     /// A process that was no program's leader was reaped; `program` when it
     /// was in that program's process group.
     OrphanReaped {
@@ -155,6 +178,24 @@ impl fmt::Display for Note {
                 "all programs stopped; exiting with code {}",
                 exit.code()
             ),
+            Note::Reloading => write!(f, "received SIGHUP: reloading the config"),
+            Note::SurgeStarted { program } => write!(
+                f,
+                "{program}: restarting without downtime: the next process starts beside the serving one"
+            ),
+            Note::SurgeDone { program } => write!(
+                f,
+                "{program}: the new process is ready; the old one is stopping (it drains)"
+            ),
+            Note::SurgeFailed { program } => write!(
+                f,
+                "{program}: the new process did not become ready; it is stopped and the old one keeps serving"
+            ),
+            Note::RolloutDone { program } => write!(f, "{program}: restart done"),
+            Note::RolloutFailed { program, left } => write!(
+                f,
+                "{program}: restart failed; {left} more instance(s) left as they were"
+            ),
             Note::OrphanReaped {
                 pid,
                 program: Some(program),
@@ -185,6 +226,11 @@ impl Note {
             Note::MainEnded { .. } => "main_ended",
             Note::Exiting { .. } => "exiting",
             Note::OrphanReaped { .. } => "orphan_reaped",
+            Note::Reloading => "reload",
+            Note::SurgeStarted { .. } | Note::SurgeDone { .. } | Note::SurgeFailed { .. } => {
+                "surge"
+            }
+            Note::RolloutDone { .. } | Note::RolloutFailed { .. } => "rollout",
         }
     }
 
@@ -193,6 +239,11 @@ impl Note {
         match self {
             Note::GaveUp { program, .. } | Note::Operator { program, .. } => Some(program.clone()),
             Note::OrphanReaped { program, .. } => program.clone(),
+            Note::SurgeStarted { program }
+            | Note::SurgeDone { program }
+            | Note::SurgeFailed { program }
+            | Note::RolloutDone { program }
+            | Note::RolloutFailed { program, .. } => Some(program.clone()),
             _ => None,
         }
     }
@@ -230,6 +281,12 @@ impl Note {
             Note::MainEnded { code } => json!({ "code": code }),
             Note::Exiting { exit } => json!({ "code": exit.code() }),
             Note::OrphanReaped { pid, how, .. } => json!({ "pid": pid, "code": how.code() }),
+            Note::Reloading => json!({ "signal": "SIGHUP" }),
+            Note::SurgeStarted { .. } => json!({ "step": "started" }),
+            Note::SurgeDone { .. } => json!({ "step": "done", "ok": true }),
+            Note::SurgeFailed { .. } => json!({ "step": "done", "ok": false }),
+            Note::RolloutDone { .. } => json!({ "ok": true }),
+            Note::RolloutFailed { left, .. } => json!({ "ok": false, "left": left }),
         };
         match value {
             serde_json::Value::Object(map) => map,

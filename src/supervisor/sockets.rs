@@ -47,3 +47,64 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<OwnedFd> {
     socket::listen(&fd, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN))?;
     Ok(fd)
 }
+
+/// The inode numbers of `fds` (sockets), as `/proc/PID/fd/N` shows them
+/// (`socket:[INODE]`).
+pub fn inodes(fds: &[(std::os::fd::OwnedFd, String)]) -> Vec<u64> {
+    fds.iter()
+        .filter_map(|(fd, _)| nix::sys::stat::fstat(fd).ok())
+        .map(|st| st.st_ino)
+        .collect()
+}
+
+/// Whether process `pid` waits for connections on one of the sockets
+/// `inodes`: it has one of them registered in an epoll set (how tokio, nginx,
+/// Node and most servers accept). A surge restart uses it to tell the new
+/// process's readiness from the old one's, since a probe of the shared
+/// address may be answered by either. False when `/proc` cannot tell (a
+/// blocking `accept(2)` server, or a process already gone).
+pub fn accepting(pid: i32, inodes: &[u64]) -> bool {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return false;
+    };
+    let held = |fd: &str| {
+        std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+            .ok()
+            .and_then(|link| {
+                let text = link.to_string_lossy().into_owned();
+                text.strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .is_some_and(|inode| inodes.contains(&inode))
+    };
+    entries.flatten().any(|entry| {
+        let Ok(info) = std::fs::read_to_string(entry.path()) else {
+            return false;
+        };
+        // epoll fdinfo lines: "tfd:        3 events:       19 data: …"
+        info.lines()
+            .filter_map(|l| l.strip_prefix("tfd:"))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .any(held)
+    })
+}
+
+#[cfg(test)]
+mod accepting_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_socket_in_an_epoll_set_is_accepting_and_a_bare_one_is_not() {
+        let bare = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let fd: std::os::fd::OwnedFd = bare.try_clone().unwrap().into();
+        let held = [(fd, "bare".to_string())];
+        let pid = std::process::id() as i32;
+        assert!(!accepting(pid, &inodes(&held)));
+        bare.set_nonblocking(true).unwrap();
+        let _registered = tokio::net::TcpListener::from_std(bare).unwrap();
+        assert!(accepting(pid, &inodes(&held)));
+        assert!(!accepting(i32::MAX, &inodes(&held)));
+    }
+}

@@ -42,6 +42,10 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tokio::time::Instant;
 
+mod instances;
+
+pub use instances::{instance_name, Instance, Service, SURGE_TIMEOUT};
+
 use super::notes::Note;
 use super::state::{Action, Event, Input, Machine, Pid, State};
 use crate::config::{Condition, GiveUp};
@@ -60,6 +64,8 @@ pub enum AdminVerb {
     Start,
     Stop,
     Restart,
+    /// Send this signal (number) to the program's process group.
+    Signal(i32),
 }
 
 impl AdminVerb {
@@ -69,6 +75,7 @@ impl AdminVerb {
             AdminVerb::Start => "start",
             AdminVerb::Stop => "stop",
             AdminVerb::Restart => "restart",
+            AdminVerb::Signal(_) => "signal",
         }
     }
 }
@@ -86,6 +93,8 @@ pub struct Member {
     pub forward: Vec<i32>,
     /// A spawn was asked for and its result has not come back yet.
     spawn_pending: bool,
+    /// Which program and replica it is a process of (see [`instances`]).
+    pub instance: Instance,
 }
 
 impl Member {
@@ -97,6 +106,10 @@ impl Member {
             dependants: Vec::new(),
             forward,
             spawn_pending: false,
+            instance: Instance {
+                service: Arc::from(name),
+                ..Instance::default()
+            },
         }
     }
 }
@@ -140,6 +153,35 @@ pub enum StackInput {
     Leftovers { any: bool },
     /// Children were reaped (orphans among them): leftovers may be gone.
     Reaped,
+    /// Changes to the set of programs (reload, `restart`, `scale`), applied in order.
+    Apply(Vec<Change>),
+}
+
+/// One change to the set of programs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A new program: its rule, then `replicas` instances (started by dependencies).
+    Add { service: Service, seed: u64 },
+    /// A changed program's new rule (instances made from now on use it).
+    Update(Service),
+    /// A program the config no longer has: every instance is retired.
+    Remove(Arc<str>),
+    /// Replace these instances one at a time (surge or stop-first).
+    Roll {
+        service: Arc<str>,
+        members: Vec<usize>,
+    },
+    /// Run this many instances.
+    Scale {
+        service: Arc<str>,
+        replicas: u32,
+        seed: u64,
+    },
+    /// New `[supervisor]` settings.
+    Settings {
+        on_give_up: GiveUp,
+        shutdown_timeout: Duration,
+    },
 }
 
 /// Who a [`StackAction::Kill`] is for.
@@ -168,6 +210,17 @@ pub enum StackAction {
     Report { index: usize, event: Event },
     /// An event of the supervisor itself.
     Note(Note),
+    /// Member `index` was added as replica `replica` of `service`: the
+    /// runtime makes its slot (comes before any other action about it).
+    NewInstance {
+        index: usize,
+        service: Arc<str>,
+        replica: u32,
+    },
+    /// Member `index` was retired and has no process left: forget it.
+    Gone(usize),
+    /// SIGHUP: re-read the config and apply it.
+    Reload,
     /// Stop supervising and exit with this.
     Exit(Exit),
 }
@@ -200,6 +253,16 @@ pub struct Stack {
     /// keeps a start of n programs O(n), not O(n²) (it was 13 % of the
     /// supervisor's CPU when starting 1000).
     to_check: Vec<usize>,
+    /// How to make instances of each program (see [`instances`]).
+    services: std::collections::HashMap<Arc<str>, Service>,
+    /// Rolling restarts under way.
+    rollouts: Vec<instances::Rollout>,
+    /// Members being retired (until gone) and surge members (until their
+    /// surge is over): checked after every input without scanning all members.
+    retiring: Vec<usize>,
+    surges: Vec<usize>,
+    /// How each program's last rollout ended (true: every replacement ready).
+    rollout_outcomes: std::collections::HashMap<Arc<str>, bool>,
 }
 
 /// An exit code as the one byte a process can return.
@@ -237,7 +300,29 @@ impl Stack {
             main: None,
             kill_main_at: None,
             to_check: (0..n).collect(),
+            services: std::collections::HashMap::new(),
+            rollouts: Vec::new(),
+            retiring: Vec::new(),
+            surges: Vec::new(),
+            rollout_outcomes: std::collections::HashMap::new(),
         }
+    }
+
+    /// Applies changes without starting anything yet (the first actions are
+    /// [`Stack::start`]'s): the initial set of programs.
+    pub fn configure(&mut self, changes: Vec<Change>, now: Instant) -> Vec<StackAction> {
+        let mut out = Vec::new();
+        for change in changes {
+            self.apply(change, now, &mut out);
+        }
+        self.relink();
+        out
+    }
+
+    /// Changes the shutdown settings (on reload).
+    pub fn set_settings(&mut self, on_give_up: GiveUp, shutdown_timeout: Duration) {
+        self.on_give_up = on_give_up;
+        self.shutdown_timeout = shutdown_timeout;
     }
 
     /// Makes `rule.index` the main program.
@@ -281,6 +366,7 @@ impl Stack {
             .filter_map(|m| m.machine.deadline())
             .chain(own)
             .chain(self.kill_main_at)
+            .chain(self.surge_deadline())
             .min()
     }
 
@@ -297,6 +383,13 @@ impl Stack {
                     out.push(StackAction::CheckLeftovers);
                 }
             }
+            StackInput::Apply(changes) if self.mode == Mode::Up => {
+                for change in changes {
+                    self.apply(change, now, &mut out);
+                }
+                self.relink();
+            }
+            StackInput::Apply(_) => {}
         }
         self.settle(now, &mut out);
         out
@@ -374,6 +467,9 @@ impl Stack {
             self.first_stop_signal = Some(now);
             self.begin_stop(Exit::Program(code_byte(128 + signal)), now);
             return;
+        }
+        if signal == Signal::SIGHUP as i32 && self.mode == Mode::Up {
+            out.push(StackAction::Reload);
         }
         if !is_stop_signal(signal) {
             self.forward(signal, out);
@@ -463,7 +559,10 @@ impl Stack {
                 });
             }
         }
-        out.push(StackAction::Note(if programs == 0 {
+        let reload = signal == Signal::SIGHUP as i32;
+        out.push(StackAction::Note(if programs == 0 && reload {
+            Note::Reloading
+        } else if programs == 0 {
             Note::NotForwarded { signal }
         } else {
             Note::Forwarded { signal, programs }
@@ -523,17 +622,29 @@ impl Stack {
         if self.is_stopping() {
             return;
         }
+        let Some(m) = self.members.get(index).filter(|m| !m.instance.retiring) else {
+            return;
+        };
+        out.push(StackAction::Note(Note::Operator {
+            program: m.name.clone(),
+            verb,
+        }));
         let input = match verb {
             AdminVerb::Start => Input::Start,
             AdminVerb::Stop => Input::Stop,
-            AdminVerb::Restart => Input::Restart,
+            AdminVerb::Restart => {
+                let service = m.instance.service.clone();
+                self.roll(&service, vec![index], now, out);
+                return;
+            }
+            AdminVerb::Signal(signal) => {
+                if let Some(pid) = m.machine.state.pid() {
+                    let target = Target::Group(pid);
+                    out.push(StackAction::Kill { target, signal });
+                }
+                return;
+            }
         };
-        if let Some(m) = self.members.get(index) {
-            out.push(StackAction::Note(Note::Operator {
-                program: m.name.clone(),
-                verb,
-            }));
-        }
         self.feed(index, input, now, out);
     }
 
@@ -617,6 +728,7 @@ impl Stack {
         } else {
             self.to_check.clear(); // nothing starts any more
         }
+        self.settle_instances(now, out);
         match self.mode {
             Mode::Up => self.start_ready(now, out),
             Mode::Stopping {
@@ -647,14 +759,23 @@ impl Stack {
         let Some(member) = self.members.get(i) else {
             return false;
         };
-        member.deps.iter().all(|(d, condition)| {
-            self.members.get(*d).is_some_and(|dep| match condition {
+        let met = |d: usize, condition: Condition| {
+            self.members.get(d).is_some_and(|dep| match condition {
                 Condition::Started => matches!(
                     dep.machine.state,
                     State::Starting { .. } | State::Running { .. }
                 ),
                 Condition::Healthy => dep.machine.is_ready(),
             })
+        };
+        let service = |d: usize| self.members.get(d).map(|m| m.instance.service.clone());
+        // A dependency on a program is met by any one of its instances.
+        member.deps.iter().all(|(d, condition)| {
+            met(*d, *condition)
+                || member
+                    .deps
+                    .iter()
+                    .any(|(e, c)| c == condition && service(*e) == service(*d) && met(*e, *c))
         })
     }
 

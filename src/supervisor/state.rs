@@ -465,7 +465,7 @@ pub fn human(d: Duration) -> String {
 }
 
 /// The parts of a program's config the lifecycle needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub restart: RestartPolicy,
     pub backoff: Backoff,

@@ -82,6 +82,11 @@ impl Window {
         None
     }
 
+    /// The rule it applies.
+    pub fn rule(&self) -> TrafficHealth {
+        self.rule
+    }
+
     pub fn window(&self) -> Duration {
         self.rule.window
     }
@@ -127,8 +132,24 @@ impl Supervisor {
         }
     }
 
+    /// A report about program `program`'s `incarnation` (the one its fronts
+    /// were told of): it counts against the live process of that program
+    /// whose incarnation that is. Replicas of one program share the front's
+    /// view, so with several the errors are not told apart by process: they
+    /// count against the first live one with that incarnation.
     fn on_traffic(&mut self, program: &str, incarnation: u64, requests: u64, errors: u64) {
-        let Some(index) = self.stack.members.iter().position(|m| &*m.name == program) else {
+        let Some(index) = self
+            .stack
+            .members
+            .iter()
+            .zip(&self.slots)
+            .position(|(m, s)| {
+                *m.instance.service == *program
+                    && !m.instance.retiring
+                    && !m.instance.gone
+                    && s.generation == incarnation
+            })
+        else {
             return;
         };
         let (Some(slot), Some(member)) = (self.slots.get_mut(index), self.stack.members.get(index))
@@ -146,7 +167,7 @@ impl Supervisor {
             return;
         };
         if let Some(tripped) = window.record(Instant::now(), incarnation, requests, errors) {
-            let record = traffic_record(program, pid, tripped, window.window());
+            let record = traffic_record(&member.name, pid, tripped, window.window());
             self.replace_unhealthy(index, "traffic", record);
         }
     }

@@ -59,12 +59,29 @@ pub struct Proc {
     pub child: Child,
     pub label: String,
     output: Arc<Mutex<Vec<u8>>>,
+    _runtime: Option<tempfile::TempDir>,
+}
+
+/// Gives `cmd` a `SELFHEAL_RUNTIME_DIR` of its own (unless the caller set one),
+/// so that a supervisor under test advertises its admin socket where no other
+/// test (nor the host's `selfheal status`) looks. Keep the guard while it runs.
+pub fn own_runtime_dir(cmd: &mut Command) -> Option<tempfile::TempDir> {
+    if cmd.get_envs().any(|(k, _)| k == "SELFHEAL_RUNTIME_DIR") {
+        return None;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("selfheal-rt-")
+        .tempdir()
+        .expect("create a runtime dir");
+    cmd.env("SELFHEAL_RUNTIME_DIR", dir.path());
+    Some(dir)
 }
 
 impl Proc {
     /// Spawns `cmd` in its own process group with stdout+stderr captured.
     pub fn spawn(label: &str, mut cmd: Command) -> Proc {
         use std::os::unix::process::CommandExt;
+        let runtime = own_runtime_dir(&mut cmd);
         let (reader, writer) = std::io::pipe().expect("pipe");
         cmd.stdin(Stdio::null())
             .stdout(writer.try_clone().expect("dup pipe"))
@@ -88,6 +105,7 @@ impl Proc {
             child,
             label: label.to_string(),
             output,
+            _runtime: runtime,
         }
     }
 

@@ -77,6 +77,7 @@ pub struct Init {
     stderr: Arc<Mutex<Vec<u8>>>,
     readers: Vec<std::thread::JoinHandle<()>>,
     status: Option<ExitStatus>,
+    _runtime: Option<tempfile::TempDir>,
 }
 
 /// What a finished run left.
@@ -117,6 +118,7 @@ impl Init {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+        let runtime = crate::harness::own_runtime_dir(&mut cmd);
         let started = Instant::now();
         let mut child = cmd.spawn().expect("spawn selfheal");
         if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
@@ -138,6 +140,7 @@ impl Init {
             stderr,
             readers,
             status: None,
+            _runtime: runtime,
         }
     }
 

@@ -49,9 +49,10 @@ fn give_up_stay_keeps_running_and_reports_failed() {
         "supervisor exited: {}",
         proc.output()
     );
-    // `start` brings a failed program back (and it fails again).
+    // `start` brings a failed program back, and says that it fails again.
     let (code, text) = proc.cli(&["start", "a"]);
-    assert_eq!(code, 0, "{text}");
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("a: failed: exited with code"), "{text}");
     proc.wait_count("giving up", 2, SOON);
     proc.wait_state("a", "failed", Duration::from_secs(5));
     proc.proc.signal(libc::SIGTERM);

@@ -123,7 +123,8 @@ impl Sup {
     /// `selfheal status --json`, parsed.
     pub fn status(&self) -> serde_json::Value {
         let (code, text) = self.cli(&["status", "--json"]);
-        assert_eq!(code, 0, "status --json failed: {text}");
+        // 3: not every program is running and ready; the JSON is printed all the same.
+        assert!(matches!(code, 0 | 3), "status --json failed: {text}");
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("status --json: {e}: {text}"))
     }
 

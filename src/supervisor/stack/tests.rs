@@ -466,3 +466,231 @@ async fn every_mode_and_input_pair() {
         }
     }
 }
+
+/// Replicas, surges, rollouts and scaling (`stack/instances.rs`), played as
+/// the runtime would, without a process.
+mod instances {
+    use super::*;
+    use crate::supervisor::stack::{Change, Service};
+
+    fn service(name: &str, replicas: u32, surge: bool, probed: bool) -> Service {
+        let mut p = policy(3);
+        if probed {
+            p.probe = Some((3, Duration::from_secs(1)));
+        }
+        Service {
+            name: Arc::from(name),
+            policy: p,
+            forward: vec![],
+            deps: vec![],
+            replicas,
+            surge,
+        }
+    }
+
+    fn stack_of(services: Vec<Service>) -> Stack {
+        let mut stack = Stack::new(Vec::new(), GiveUp::Stay, Duration::from_secs(20));
+        let changes = services
+            .into_iter()
+            .map(|service| Change::Add { service, seed: 7 })
+            .collect();
+        let made = stack.configure(changes, Instant::now());
+        assert!(made
+            .iter()
+            .all(|a| matches!(a, StackAction::NewInstance { .. })));
+        up(&mut stack);
+        stack
+    }
+
+    /// The kills without the SIGCONT that follows every stop signal.
+    fn stops(actions: &[StackAction]) -> Vec<(Target, Signal)> {
+        let mut out: Vec<_> = kills(actions)
+            .into_iter()
+            .filter(|(_, s)| *s != Signal::SIGCONT)
+            .collect();
+        out.sort_by_key(|(t, _)| format!("{t:?}"));
+        out
+    }
+
+    fn new_instances(actions: &[StackAction]) -> Vec<usize> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                StackAction::NewInstance { index, .. } => Some(*index),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn probe_ok(index: usize) -> StackInput {
+        StackInput::Program {
+            index,
+            input: Input::Probe {
+                ok: true,
+                reason: "ok".into(),
+            },
+        }
+    }
+
+    fn roll(stack: &mut Stack, name: &str) -> Vec<StackAction> {
+        let members = stack.live_instances(name);
+        let change = Change::Roll {
+            service: Arc::from(name),
+            members,
+        };
+        step(stack, StackInput::Apply(vec![change]))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_surge_starts_the_next_process_beside_the_old_and_retires_the_old_once_ready() {
+        let mut stack = stack_of(vec![service("app", 1, true, true)]);
+        step(&mut stack, probe_ok(0));
+        assert!(stack.members[0].machine.is_ready());
+        let out = roll(&mut stack, "app");
+        assert_eq!(new_instances(&out), vec![1]);
+        assert_eq!(spawns(&out), vec![1]);
+        assert!(kills(&out).is_empty(), "the old one serves on: {out:?}");
+        assert_eq!(stack.rollout_state("app"), Some("running"));
+        // Ready: the old one gets its stop signal and is retired.
+        let out = step(&mut stack, probe_ok(1));
+        assert_eq!(stops(&out), vec![(Target::Group(100), Signal::SIGTERM)]);
+        assert!(has_note(&out, |n| matches!(n, Note::SurgeDone { .. })));
+        assert!(stack.members[0].instance.retiring);
+        let out = step(&mut stack, exited(0, Termination::Exited(0)));
+        assert!(out.contains(&StackAction::Gone(0)), "{out:?}");
+        assert!(
+            spawns(&out).is_empty(),
+            "a retired process is not restarted"
+        );
+        assert_eq!(stack.rollout_state("app"), Some("done"));
+        assert_eq!(stack.live_instances("app"), vec![1]);
+        assert_eq!(stack.members[1].machine.total_restarts, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_surge_whose_new_process_dies_before_ready_leaves_the_old_one_serving() {
+        let mut stack = stack_of(vec![service("app", 1, true, true)]);
+        step(&mut stack, probe_ok(0));
+        roll(&mut stack, "app");
+        let out = step(&mut stack, exited(1, Termination::Exited(1)));
+        assert!(
+            kills(&out).iter().all(|(t, _)| *t != Target::Group(100)),
+            "{out:?}"
+        );
+        assert!(has_note(&out, |n| matches!(n, Note::SurgeFailed { .. })));
+        assert!(has_note(&out, |n| matches!(n, Note::RolloutFailed { .. })));
+        assert_eq!(stack.rollout_state("app"), Some("failed"));
+        assert!(!stack.members[0].instance.retiring);
+        assert!(stack.members[1].instance.retiring);
+        // (It was respawned at once by its restart rule: that process is stopped.)
+        if stack.members[1].machine.state.pid().is_some() {
+            step(&mut stack, exited(1, Termination::Exited(0)));
+        }
+        assert!(
+            stack.members[1].instance.gone,
+            "{:?}",
+            stack.members[1].machine.state
+        );
+        assert_eq!(stack.live_instances("app"), vec![0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_surge_not_ready_in_time_is_abandoned() {
+        let mut stack = stack_of(vec![service("app", 1, true, true)]);
+        step(&mut stack, probe_ok(0));
+        roll(&mut stack, "app");
+        assert!(stack.next_deadline().is_some());
+        advance(SURGE_TIMEOUT).await;
+        let out = step(&mut stack, StackInput::Deadline);
+        assert!(has_note(&out, |n| matches!(n, Note::SurgeFailed { .. })));
+        assert_eq!(stops(&out), vec![(Target::Group(101), Signal::SIGTERM)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rollout_replaces_one_replica_at_a_time() {
+        let mut stack = stack_of(vec![service("app", 3, true, true)]);
+        for i in 0..3 {
+            step(&mut stack, probe_ok(i));
+        }
+        let names: Vec<&str> = stack.members.iter().map(|m| &*m.name).collect();
+        assert_eq!(names, ["app", "app#1", "app#2"]);
+        let out = roll(&mut stack, "app");
+        assert_eq!(new_instances(&out), vec![3], "one at a time");
+        let out = step(&mut stack, probe_ok(3));
+        assert_eq!(
+            new_instances(&out),
+            vec![4],
+            "the next once the first is ready"
+        );
+        assert_eq!(stack.members[4].instance.replica, 1);
+        let out = step(&mut stack, probe_ok(4));
+        assert_eq!(new_instances(&out), vec![5]);
+        let out = step(&mut stack, probe_ok(5));
+        assert!(has_note(&out, |n| matches!(n, Note::RolloutDone { .. })));
+        assert_eq!(stack.live_instances("app"), vec![3, 4, 5]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_first_restarts_in_place() {
+        let mut stack = stack_of(vec![service("worker", 1, false, false)]);
+        let out = roll(&mut stack, "worker");
+        assert!(new_instances(&out).is_empty());
+        assert_eq!(stops(&out), vec![(Target::Group(100), Signal::SIGTERM)]);
+        assert_eq!(stack.rollout_state("worker"), Some("running"));
+        let out = step(&mut stack, exited(0, Termination::Exited(0)));
+        assert_eq!(spawns(&out), vec![0]);
+        assert_eq!(
+            stack.rollout_state("worker"),
+            Some("running"),
+            "same pid as before in this play"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scaling_adds_the_missing_replicas_and_retires_the_highest() {
+        let mut stack = stack_of(vec![service("app", 1, true, false)]);
+        let scale = |n| {
+            StackInput::Apply(vec![Change::Scale {
+                service: Arc::from("app"),
+                replicas: n,
+                seed: 1,
+            }])
+        };
+        let out = step(&mut stack, scale(4));
+        assert_eq!(new_instances(&out), vec![1, 2, 3]);
+        assert_eq!(spawns(&out), vec![1, 2, 3]);
+        let out = step(&mut stack, scale(2));
+        assert_eq!(
+            stops(&out),
+            vec![
+                (Target::Group(102), Signal::SIGTERM),
+                (Target::Group(103), Signal::SIGTERM)
+            ]
+        );
+        assert_eq!(stack.live_instances("app"), vec![0, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dependency_on_a_replicated_program_is_met_by_any_one_replica() {
+        let mut web = service("web", 1, false, false);
+        web.deps = vec![(Arc::from("db"), Condition::Healthy)];
+        let mut stack = stack_of(vec![service("db", 2, false, true), web]);
+        assert!(matches!(stack.members[2].machine.state, State::Waiting));
+        let out = step(&mut stack, probe_ok(1));
+        assert_eq!(spawns(&out), vec![2], "one ready replica of db is enough");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn removing_a_program_retires_every_instance_and_nothing_restarts_it() {
+        let mut stack = stack_of(vec![service("app", 2, true, false)]);
+        let out = step(
+            &mut stack,
+            StackInput::Apply(vec![Change::Remove(Arc::from("app"))]),
+        );
+        assert_eq!(stops(&out).len(), 2);
+        let out = step(&mut stack, exited(0, Termination::Exited(1)));
+        assert!(spawns(&out).is_empty());
+        assert!(out.contains(&StackAction::Gone(0)));
+        assert!(stack.service("app").is_none());
+    }
+}

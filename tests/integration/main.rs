@@ -5,6 +5,7 @@ mod app_redis_outage;
 mod app_util;
 mod channel_hang;
 mod channel_memory;
+mod channel_replicas;
 mod channel_schedule;
 mod channel_traffic;
 mod cli_discover;

@@ -36,14 +36,18 @@ def pct(values, p):
 
 
 class Stack:
-    """The shipped stack; `limits` raises every restart limit (for kill loops)."""
+    """The shipped stack; `raise_limits` raises every restart limit (for kill
+    loops); `edit` (text → text) changes the copy of supervisor.toml it runs,
+    which is also the file `selfheal reload` re-reads."""
 
-    def __init__(self, raise_limits=False):
+    def __init__(self, raise_limits=False, edit=None):
         self.work = tempfile.mkdtemp(prefix="selfheal-bench-")
         cfg = open("supervisor.toml").read()
         if raise_limits:
             cfg = re.sub(r"restart_limit = \{ max = \d+, window = \"60s\" \}",
                          'restart_limit = { max = 100000, window = "1s" }', cfg)
+        if edit:
+            cfg = edit(cfg)
         open(f"{self.work}/supervisor.toml", "w").write(cfg)
         os.makedirs(f"{self.work}/data")
         self.redis, self.app, self.front = free_port(), free_port(), free_port()
@@ -72,6 +76,12 @@ class Stack:
             if time.time() > deadline:
                 raise SystemExit(f"stack not ready in {timeout} s; see {self.log.name}")
             time.sleep(0.05)
+
+    def cli(self, *args):
+        """Runs `selfheal ARGS --socket …` → (exit code, stdout + stderr, seconds)."""
+        t0 = time.monotonic()
+        out = subprocess.run([BIN, *args, "--socket", self.sock], capture_output=True, text=True)
+        return out.returncode, out.stdout + out.stderr, time.monotonic() - t0
 
     def counter(self):
         out = subprocess.run(["redis-cli", "-p", str(self.redis), "GET", "selfheal:visits"],

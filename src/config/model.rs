@@ -154,6 +154,8 @@ pub struct Program {
     /// Processes run at once, each with `SELFHEAL_REPLICA=i` (0-based) and its
     /// own state, health and restart count; they share the `listen` sockets.
     pub replicas: u32,
+    /// Also write the program's output to this file, rotated by size.
+    pub log_file: Option<LogFile>,
     /// How `restart` (and a reload that changes the program) replaces a
     /// process; `None`: [`RestartStrategy::Surge`] when it has `listen`
     /// sockets, else [`RestartStrategy::StopFirst`].
@@ -179,6 +181,17 @@ impl Default for TrafficHealth {
             ratio: 0.5,
         }
     }
+}
+
+/// `log_file = { path, max_size = "10MiB", keep = 5 }`: the program's output
+/// lines (as printed, without the `name |` prefix) appended to `path`; past
+/// `max_size` bytes the file is renamed `path.1` (older ones shifted, at most
+/// `keep` kept) and a new one begun.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFile {
+    pub path: PathBuf,
+    pub max_size: u64,
+    pub keep: u32,
 }
 
 /// Most replicas of one program (`replicas`, `selfheal scale`).
@@ -332,6 +345,7 @@ impl Program {
             traffic_health: None,
             replicas: 1,
             restart_strategy: None,
+            log_file: None,
         }
     }
 

@@ -64,6 +64,7 @@ pub(crate) const PROGRAM_KEYS: &[&str] = &[
     "main",
     "replicas",
     "restart_strategy",
+    "log_file",
     "depends_on",
     "health",
     "listen",
@@ -712,6 +713,9 @@ impl<'s, 'e> Reader<'s, 'e> {
                 }
             }
         }
+        if let Some(v) = f.get("log_file") {
+            program.log_file = self.log_file(v, &f.field("log_file"));
+        }
         if let Some(v) = f.get("restart_strategy") {
             let choices = [
                 ("surge", Some(RestartStrategy::Surge)),
@@ -783,6 +787,46 @@ impl<'s, 'e> Reader<'s, 'e> {
         }
         f.finish(self);
         Some(program)
+    }
+
+    fn log_file(&mut self, v: &Value, path: &str) -> Option<LogFile> {
+        let t = self.table(v, path)?;
+        let mut f = Fields::new(t, path, &["path", "max_size", "keep"]);
+        let file = match f.get("path") {
+            Some(v) => {
+                let field = f.field("path");
+                self.string(v, &field)
+                    .filter(|s| self.no_nul(s, v.span(), &field))
+                    .map(PathBuf::from)
+            }
+            None => {
+                self.diags
+                    .error(v.span(), &f.field("path"), "missing: the file to write");
+                None
+            }
+        };
+        let mut max_size = 10 * 1024 * 1024;
+        if let Some(v) = f.get("max_size") {
+            let field = f.field("max_size");
+            match self.size(v, &field, u64::MAX) {
+                Some(0) => self.diags.error(v.span(), &field, "must be more than 0"),
+                Some(n) => max_size = n,
+                None => {}
+            }
+        }
+        let mut keep = 5;
+        if let Some(v) = f.get("keep") {
+            let field = f.field("keep");
+            if let Some(n) = self.integer(v, &field, 0) {
+                keep = u32::try_from(n.min(1000)).unwrap_or(1000);
+            }
+        }
+        f.finish(self);
+        Some(LogFile {
+            path: file?,
+            max_size,
+            keep,
+        })
     }
 
     fn backoff(&mut self, v: &Value, path: &str) -> Backoff {

@@ -13,6 +13,7 @@
 //!   stalled one costs dropped lines, reported as one line
 //!   `selfheal | N lines dropped …` where the gap is; never a blocked supervisor.
 
+pub mod file;
 pub mod ring;
 mod writer;
 
@@ -45,6 +46,8 @@ pub struct Output {
     writer: Arc<Writer>,
     readers: Arc<Readers>,
     book: Arc<LogBook>,
+    /// Programs whose output also goes to a `log_file`, by instance name.
+    files: Arc<std::sync::Mutex<std::collections::HashMap<Arc<str>, Arc<Writer>>>>,
 }
 
 /// The reader tasks still running, so that exit can wait for their last lines.
@@ -126,7 +129,19 @@ impl Output {
             writer: Arc::new(writer),
             readers: Arc::default(),
             book: Arc::new(LogBook::new(ring)),
+            files: Arc::default(),
         }
+    }
+
+    /// From now on `program`'s lines are also written to `file`.
+    pub fn attach_file(&self, program: Arc<str>, file: Arc<Writer>) {
+        if let Ok(mut files) = self.files.lock() {
+            files.insert(program, file);
+        }
+    }
+
+    fn file_of(&self, program: &str) -> Option<Arc<Writer>> {
+        self.files.lock().ok()?.get(program).cloned()
     }
 
     /// The programs' kept lines (`selfheal logs`).
@@ -163,6 +178,13 @@ impl Output {
     /// progress (see [`Writer::push_program`]); called by reader tasks only.
     pub async fn program_line(&self, program: &Arc<str>, line: &str, partial: bool) {
         self.book.keep(program, line, partial);
+        if let Some(file) = self.file_of(program) {
+            let mut bytes = line.as_bytes().to_vec();
+            if !partial {
+                bytes.push(b'\n');
+            }
+            file.push_program(bytes).await;
+        }
         let line = format_line(self.format, self.width, program, "output", line, partial);
         self.writer.push_program(line).await;
     }

@@ -81,6 +81,10 @@ use state::{Input, Leftover, Machine, Pid, State, Termination};
 /// re-parented to the supervisor, is taken to have daemonized itself.
 const DAEMON_WINDOW: Duration = Duration::from_secs(2);
 
+/// How long a surge's new process may pass its probe without being seen
+/// accepting on the shared socket (in an epoll set) before its passes count.
+const SURGE_ACCEPT_GRACE: Duration = Duration::from_secs(1);
+
 /// Messages to the owner task.
 pub enum Msg {
     Probe {
@@ -260,6 +264,8 @@ struct Supervisor {
     configs: HashMap<Arc<str>, services::ServiceConfig>,
     /// The file `reload` reads (none in `selfheal -- CMD` without a config).
     config_path: Option<std::path::PathBuf>,
+    /// `log_file` writers by path.
+    log_files: HashMap<std::path::PathBuf, Arc<logs::Writer>>,
 }
 
 async fn run(launch: Launch, args: RunArgs) -> Exit {
@@ -359,6 +365,7 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         channels: channel::Channels::default(),
         configs,
         config_path: services::reload_path(&config),
+        log_files: HashMap::new(),
     };
     if let Err(e) = sup.configure_channels() {
         sup.output
@@ -553,6 +560,29 @@ impl Supervisor {
         self.sync_channels();
     }
 
+    /// Member `index`'s output also goes to `config`'s file (one writer per
+    /// path, shared by the instances of a program).
+    fn attach_log_file(&mut self, index: usize, config: config::LogFile) {
+        let Some(name) = self.stack.members.get(index).map(|m| m.name.clone()) else {
+            return;
+        };
+        let writer = match self.log_files.get(&config.path) {
+            Some(writer) => writer.clone(),
+            None => match logs::file::open(&config) {
+                Ok(writer) => {
+                    self.log_files.insert(config.path.clone(), writer.clone());
+                    writer
+                }
+                Err(e) => {
+                    let text = format!("cannot write its log_file {}: {e}", config.path.display());
+                    self.publish(Record::text(Some(name), text));
+                    return;
+                }
+            },
+        };
+        self.output.attach_file(name, writer);
+    }
+
     /// The slot of member `index`, made from its program's current config.
     fn new_slot(&mut self, index: usize, service: &str, replica: u32) {
         let Some(config) = self.configs.get(service) else {
@@ -561,6 +591,12 @@ impl Supervisor {
         if index != self.slots.len() {
             return;
         }
+        if let Some(log_file) = &config.program.log_file {
+            self.attach_log_file(index, log_file.clone());
+        }
+        let Some(config) = self.configs.get(service) else {
+            return;
+        };
         let mut slot = services::slot_of(config, replica);
         // A surge's new process continues the count of the one it replaces.
         let replaced = self
@@ -657,6 +693,11 @@ impl Supervisor {
             return false;
         };
         if member.instance.replaces.is_none() || slot.listen.is_empty() {
+            return false;
+        }
+        // A server that accepts without epoll (blocking accept, poll, select)
+        // is not seen in /proc: after this long its passes count anyway.
+        if slot.spawned_at.elapsed() >= SURGE_ACCEPT_GRACE {
             return false;
         }
         let Some(pid) = member.machine.state.pid() else {
@@ -804,7 +845,15 @@ impl Supervisor {
                     .slots
                     .get(index)
                     .is_some_and(|s| s.generation == generation);
-                if current && !(ok && self.surge_not_accepting(index)) {
+                if current && ok && self.surge_not_accepting(index) {
+                    // The old process answered: probe the new one again on
+                    // the fast schedule of a start (a fresh probe task), not
+                    // after a whole interval.
+                    if let Some(probe) = self.slots.get_mut(index).and_then(|s| s.probe.take()) {
+                        probe.abort();
+                    }
+                    self.sync_probe(index);
+                } else if current {
                     let input = Input::Probe { ok, reason };
                     self.feed(StackInput::Program { index, input });
                 }

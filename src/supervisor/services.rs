@@ -219,13 +219,22 @@ impl Supervisor {
             self.publish(super::events::Record::text(None, text));
         }
         self.feed(StackInput::Apply(plan.changes));
-        for a in &applied {
+        // One line per program that changed, and one summary line (a reload of
+        // 1000 unchanged programs is one line, not 1000).
+        for a in applied.iter().filter(|a| a.change != "unchanged") {
             let text = match &a.detail {
-                Some(d) => format!("reload: {} {} ({d})", a.program, a.change),
-                None => format!("reload: {} {}", a.program, a.change),
+                Some(d) => format!("{} by the reload ({d})", a.change),
+                None => format!("{} by the reload", a.change),
             };
-            self.publish(super::events::Record::text(None, text));
+            self.publish(super::events::Record::text(
+                Some(Arc::from(a.program.as_str())),
+                text,
+            ));
         }
+        let unchanged = applied.iter().filter(|a| a.change == "unchanged").count();
+        let changed = applied.len() - unchanged;
+        let summary = format!("reload applied: {changed} changed, {unchanged} unchanged");
+        self.publish(super::events::Record::text(None, summary));
         Ok(applied)
     }
 

@@ -56,10 +56,14 @@ fn a_leaking_replica_is_replaced_by_a_surge_and_the_other_keeps_its_process() {
     let stream = Stream::start(&stack.front);
     let resp = get(&stack.app, "/leak?mb=300", &[]).expect("leak answered");
     assert_eq!(resp.status, 202);
-    let after = wait_for("the leaking process replaced", Duration::from_secs(15), || {
-        let pids = app_pids(&stack);
-        (pids.len() == 2 && pids != before).then_some(pids)
-    });
+    let after = wait_for(
+        "the leaking process replaced",
+        Duration::from_secs(15),
+        || {
+            let pids = app_pids(&stack);
+            (pids.len() == 2 && pids != before).then_some(pids)
+        },
+    );
     stack.wait_ready(Duration::from_secs(10));
     let (failed, slowest, total) = stream.finish();
     println!("{before:?} -> {after:?}; {total} requests, slowest {slowest:?}");
@@ -68,7 +72,10 @@ fn a_leaking_replica_is_replaced_by_a_surge_and_the_other_keeps_its_process() {
     assert_eq!(kept, 1, "one process kept: {before:?} -> {after:?}");
     assert_eq!(over_memory(&stack), 1);
     let out = stack.proc.output();
-    assert!(out.contains("over its memory limit"), "no over_memory event");
+    assert!(
+        out.contains("over its memory limit"),
+        "no over_memory event"
+    );
     assert!(
         out.contains("restarting without downtime"),
         "not replaced by a surge:\n{out}"

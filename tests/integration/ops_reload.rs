@@ -404,3 +404,75 @@ replicas = 3
     assert_eq!(code, 0, "{text}");
     sup.proc.wait_output("replica-3-env-3-tag3", SOON);
 }
+
+/// A surge's new process that takes a while to listen is ready when it
+/// listens, not a probe interval later (a pass answered by the old process is
+/// dropped and the probe goes back to its fast start-up schedule).
+#[test]
+fn a_slow_starting_surge_is_ready_when_it_listens_not_a_probe_interval_later() {
+    let port = crate::harness::free_port();
+    let sup = crate::sup_util::start(
+        "",
+        &format!(
+            r#"[programs.web]
+command = ["sh", "-c", "sleep 0.3; exec {bin} app --listen 127.0.0.1:{port} --redis redis://127.0.0.1:1"]
+listen = ["127.0.0.1:{port}"]
+health = {{ http = "http://127.0.0.1:{port}/livez", interval = "10s", timeout = "1s" }}
+"#,
+            bin = crate::harness::BIN
+        ),
+    );
+    wait_for("web ready", SOON, || {
+        (sup.program("web")["ready"] == true).then_some(())
+    });
+    let started = Instant::now();
+    let (code, text) = sup.cli(&["restart", "web"]);
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        took < Duration::from_secs(3),
+        "restart took {took:?} (probe interval 10 s)"
+    );
+    assert!(
+        took >= Duration::from_millis(300),
+        "ready before it could listen: {took:?}"
+    );
+}
+
+/// A server that accepts without epoll (Python's socketserver polls) is not
+/// seen accepting in /proc: its surge still completes, after a second.
+#[test]
+fn a_surge_of_a_server_without_epoll_completes() {
+    let port = crate::harness::free_port();
+    let server = r#"import socket, socketserver, http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')
+    def log_message(self, *a): pass
+s = socketserver.TCPServer(('127.0.0.1', 0), H, bind_and_activate=False)
+s.socket = socket.socket(fileno=3)
+s.serve_forever()
+"#;
+    let dir = crate::harness::temp_dir();
+    std::fs::write(dir.path().join("server.py"), server).unwrap();
+    let sup = crate::sup_util::start_in(
+        dir,
+        "",
+        &format!(
+            r#"[programs.web]
+command = ["{python}", "@DIR@/server.py"]
+listen = ["127.0.0.1:{port}"]
+health = {{ http = "http://127.0.0.1:{port}/", interval = "200ms", timeout = "1s" }}
+"#,
+            python = crate::sup_util::python()
+        ),
+    );
+    let old = sup.wait_pid("web");
+    wait_for("web ready", SOON, || {
+        (sup.program("web")["ready"] == true).then_some(())
+    });
+    let (code, text) = sup.cli(&["restart", "web"]);
+    assert_eq!(code, 0, "{text}");
+    let new = sup.wait_pid("web");
+    assert_ne!(new, old, "{text}");
+}

@@ -296,3 +296,30 @@ command = ["sh", "-c", "echo '{\"level\":\"info\",\"msg\":\"hello\"}'; echo 'pla
         assert!(humantime::parse_rfc3339(ts).is_ok(), "{ts}");
     }
 }
+
+#[test]
+fn a_log_file_gets_the_programs_lines_and_rotates_by_size() {
+    let sup = start(
+        "",
+        r#"[programs.writer]
+command = ["sh", "-c", "for i in $(seq 1 400); do echo line-$i-of-the-writer; done; echo done-writing; exec sleep infinity"]
+log_file = { path = "@DIR@/logs/writer.log", max_size = "4KiB", keep = 2 }
+"#,
+    );
+    let path = sup.dir.path().join("logs/writer.log");
+    wait_for("the last line in the log file", SOON, || {
+        std::fs::read_to_string(&path)
+            .ok()
+            .filter(|t| t.contains("done-writing\n"))
+    });
+    let current = std::fs::read_to_string(&path).unwrap();
+    assert!(current.len() <= 4096 + 64, "{} bytes", current.len());
+    assert!(
+        !current.contains("writer |"),
+        "lines are written as printed"
+    );
+    let older = std::fs::read_to_string(sup.dir.path().join("logs/writer.log.1")).unwrap();
+    assert!(older.lines().all(|l| l.starts_with("line-")), "{older}");
+    assert!(sup.dir.path().join("logs/writer.log.2").exists());
+    assert!(!sup.dir.path().join("logs/writer.log.3").exists());
+}

@@ -3,6 +3,8 @@
 //! replaced by a surge, and a reload that gives a program `upstreams` gives its
 //! new processes the channel.
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use crate::channel_memory::Stream;
@@ -26,6 +28,19 @@ fn app_pids(stack: &Stack) -> Vec<i64> {
         .collect();
     pids.sort_unstable();
     pids
+}
+
+/// `POST path` on the stack's admin socket: the whole answer.
+fn admin_post(stack: &Stack, path: &str) -> String {
+    let mut stream = UnixStream::connect(stack.socket()).expect("connect to the admin socket");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: selfheal\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    answer
 }
 
 /// `over_memory` replacements summed over the app's processes.
@@ -90,14 +105,24 @@ fn a_program_is_ready_for_its_front_while_any_process_is() {
     wait_for("two app processes", Duration::from_secs(10), || {
         (app_pids(&stack).len() == 2).then_some(())
     });
-    let (code, out) = stack.cli(&["stop", "app#1"]);
-    assert_eq!(code, 0, "stop app#1: {out}");
+    // `selfheal stop app#1` sends the `#` unencoded (a URI fragment): the
+    // admin API is asked directly, with the name percent-encoded.
+    let answer = admin_post(&stack, "/programs/app%231/stop");
+    assert!(answer.starts_with("HTTP/1.1 200"), "stop app#1: {answer}");
+    wait_for("app#1 stopped", Duration::from_secs(10), || {
+        let status = stack.status();
+        let stopped = status["programs"]
+            .as_array()?
+            .iter()
+            .any(|p| p["name"] == "app#1" && p["state"] == "stopped");
+        stopped.then_some(())
+    });
     for k in 0..20 {
         let resp = visit(&stack.front, &format!("one-{k}")).expect("answer");
         assert_eq!(resp.status, 200, "request {k} with one process left");
     }
-    let (code, out) = stack.cli(&["stop", "app#0"]);
-    assert_eq!(code, 0, "stop app#0: {out}");
+    let answer = admin_post(&stack, "/programs/app%230/stop");
+    assert!(answer.starts_with("HTTP/1.1 200"), "stop app#0: {answer}");
     wait_for("503 once both are stopped", Duration::from_secs(5), || {
         (get(&stack.front, "/", &[])?.status == 503).then_some(())
     });

@@ -11,7 +11,7 @@ bench_require() {
     command -v "$tool" >/dev/null || { echo "missing: $tool (make deps / ci/install-deps.sh bench)" >&2; exit 1; }
   done
   cargo build --release --quiet
-  BIN=target/release/selfheal
+  BIN=${CARGO_TARGET_DIR:-target}/release/selfheal
 }
 
 # bench_setup NAME TOOL… : bench_require, plus a temp dir WORK and the processes

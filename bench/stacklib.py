@@ -53,7 +53,8 @@ class Stack:
         self.redis, self.app, self.front = free_port(), free_port(), free_port()
         env = dict(os.environ, SELFHEAL_DATA=f"{self.work}/data", SELFHEAL_RUN=self.work,
                    SELFHEAL_REDIS_PORT=str(self.redis), SELFHEAL_APP_PORT=str(self.app),
-                   SELFHEAL_LISTEN=f"127.0.0.1:{self.front}")
+                   SELFHEAL_LISTEN=f"127.0.0.1:{self.front}",
+                   SELFHEAL_PROXY_METRICS_PORT=str(free_port()))
         self.log = open(f"{self.work}/supervisor.log", "w")
         self.sock = f"{self.work}/admin.sock"
         self.proc = subprocess.Popen([BIN, "--config", f"{self.work}/supervisor.toml"], env=env,

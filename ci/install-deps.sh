@@ -7,8 +7,11 @@ want=${1:-test}
 packages=(redis-server)                       # the stack itself
 case "$want" in
   # fixtures, lint venv, ps, unshare, image stand-ins; chromium + python3-websocket
-  # (websocket-client) drive the status page in a real browser (tests/browser/page_test.py)
-  test) packages+=(python3 python3-venv procps util-linux debootstrap chromium python3-websocket) ;;
+  # (websocket-client) drive the status page in a real browser (tests/browser/page_test.py);
+  # the Prometheus text parser of the /metrics tests (PyPI's prometheus-client as Debian
+  # packages it for /usr/bin/python3, which is externally managed: a bare `pip install`
+  # is refused there)
+  test) packages+=(python3 python3-venv python3-prometheus-client procps util-linux debootstrap chromium python3-websocket) ;;
   bench) packages+=(python3 procps util-linux nginx-light wrk gcc tini dumb-init) ;;  # tini, dumb-init: bench/init_vs_tini.sh
   run) ;;
   *) echo "usage: $0 [run|test|bench]" >&2; exit 64 ;;

@@ -7,9 +7,9 @@
 //! - [`config`]: `supervisor.toml` → validated [`config::Config`]; every error at once, with spans.
 //! - [`supervisor`]: the runtime over two pure state machines (`supervisor::stack` for the
 //!   whole stack, `supervisor::state` per program), the one
-//!   reaper, spawning, probes, signals and shutdown.
+//!   reaper, spawning, probes, signals, shutdown and the Prometheus metrics.
 //! - [`admin`]: the admin HTTP API on a unix socket (and TCP with a bearer token),
-//!   the live status page, and its CLI client.
+//!   the live status page, `/metrics` with federation, and its CLI client.
 //! - [`listenfd`]: inherited listening sockets (`LISTEN_FDS`), shared by app and proxy.
 //! - [`statefd`]: the state channel's wire format (`SELFHEAL_STATE_FD`), supervisor ↔ proxy.
 //! - [`app`]: `selfheal app`, the demo web app counting visits exactly once in Redis.

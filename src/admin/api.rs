@@ -8,6 +8,7 @@
 //! | `GET /livez` | 200 while the supervisor's loop runs |
 //! | `GET /readyz` | 200 when every program that should run is ready, else 503 with one reason per line |
 //! | `GET /health` | `{"ready": bool, "reasons": [..]}` (200 or 503 as `/readyz`) |
+//! | `GET /metrics` | Prometheus metrics, OpenMetrics text: the supervisor's own (counters read from shared atomics, gauges from the status snapshot) and the pages of programs with a `metrics` URL ([`super::federation`]) |
 //! | `POST /programs/{name}/start\|stop\|restart` | 200 with the new state; 404 unknown program; 503 shutting down |
 //! | `POST /programs/{name}/signal?signal=HUP` | the signal to the program's process group(s) |
 //! | `POST /programs/{name}/scale?replicas=N` | run N instances |
@@ -31,6 +32,7 @@ use super::auth;
 use super::snapshot::Snapshot;
 use crate::supervisor::events::EventLog;
 use crate::supervisor::logs::LogBook;
+use crate::supervisor::metrics::{encode_federation_up, Metrics};
 use crate::supervisor::services::ReloadError;
 use crate::supervisor::{AdminError, AdminVerb, Msg};
 
@@ -43,6 +45,8 @@ pub struct Shared {
     pub events: Arc<EventLog>,
     /// The programs' kept output (read without asking the owner).
     pub logs: Arc<LogBook>,
+    /// The Prometheus metrics (read without asking the owner).
+    pub metrics: Arc<Metrics>,
 }
 
 type ApiState = Shared;
@@ -65,6 +69,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/health", get(health))
         .route("/events", get(super::stream::events))
         .route("/logs", get(super::stream::logs))
+        .route("/metrics", get(metrics_page))
         .route("/programs/{name}/{verb}", post(command))
         .route("/reload", post(reload))
         .with_state(shared)
@@ -126,6 +131,35 @@ pub async fn bind_tcp(
 pub async fn serve_tcp(listener: tokio::net::TcpListener, shared: Shared, auth: Arc<auth::Auth>) {
     let app = router(shared).layer(axum::middleware::from_fn_with_state(auth, auth::require));
     let _ = axum::serve(listener, app).await;
+}
+
+/// The OpenMetrics text content type (what Prometheus asks for first).
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `GET /metrics`: the supervisor's series, then each federated page (fetched
+/// concurrently, 1 s each; one that fails is left out and marked in
+/// `selfheal_federation_up`), then `# EOF`.
+async fn metrics_page(State(s): State<ApiState>) -> Response {
+    let federated = s.metrics.federated();
+    let targets: Vec<_> = federated.iter().map(|f| f.url.clone()).collect();
+    // The status for the gauges comes from the owner meanwhile.
+    let (pages, status) = tokio::join!(super::federation::fetch_all(&targets), s.snapshot());
+    let mut out = String::with_capacity(64 * 1024);
+    if s.metrics.encode(&mut out, status.as_ref()).is_err() {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n").into_response();
+    }
+    for page in pages.iter().flatten() {
+        out.push_str(page);
+    }
+    let up = federated
+        .iter()
+        .zip(&pages)
+        .map(|(f, page)| (f.program.as_str(), page.is_some()));
+    if encode_federation_up(&mut out, up).is_err() {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n").into_response();
+    }
+    out.push_str("# EOF\n");
+    ([(axum::http::header::CONTENT_TYPE, OPENMETRICS)], out).into_response()
 }
 
 async fn status(State(s): State<ApiState>) -> Response {

@@ -4,6 +4,7 @@
 //! exchange.
 //!
 //! - [`api`], [`stream`]: the routes; [`snapshot`]: what `/status` answers.
+//! - [`federation`]: programs' own metrics pages, appended to `/metrics`.
 //! - [`client`]: the CLI side of every command;
 //!   [`wait`]: when `start`/`stop`/`restart` are done (a pure rule table).
 //! - [`advertise`]: where a running supervisor says its socket is, so the CLI
@@ -28,6 +29,7 @@ pub mod advertise;
 pub mod api;
 pub mod auth;
 pub mod client;
+pub mod federation;
 pub mod page;
 pub mod snapshot;
 pub mod stream;

@@ -160,6 +160,18 @@ pub struct Program {
     /// process; `None`: [`RestartStrategy::Surge`] when it has `listen`
     /// sockets, else [`RestartStrategy::StopFirst`].
     pub restart_strategy: Option<RestartStrategy>,
+    /// The program's own Prometheus page (`metrics = "http://H:P/path"`),
+    /// appended to the supervisor's `/metrics` at each scrape.
+    pub metrics: Option<MetricsUrl>,
+}
+
+/// `http://HOST:PORT/PATH` of a program's metrics page (OpenMetrics text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsUrl {
+    /// `HOST:PORT` (port 80 when absent from the URL).
+    pub authority: String,
+    /// Path and query, `/` when absent.
+    pub path: String,
 }
 
 /// When the errors a front sees make a program unhealthy: at least `errors`
@@ -346,6 +358,7 @@ impl Program {
             replicas: 1,
             restart_strategy: None,
             log_file: None,
+            metrics: None,
         }
     }
 

@@ -71,6 +71,7 @@ pub(crate) const PROGRAM_KEYS: &[&str] = &[
     "upstreams",
     "max_memory",
     "traffic_health",
+    "metrics",
 ];
 
 /// The keys of one table, with bookkeeping of what was read.
@@ -784,6 +785,21 @@ impl<'s, 'e> Reader<'s, 'e> {
         }
         if let Some(v) = f.get("upstreams") {
             self.upstreams(v, &f.field("upstreams"), name, &mut program, spans);
+        }
+        if let Some(v) = f.get("metrics") {
+            let field = f.field("metrics");
+            if let Some(url) = self.string(v, &field) {
+                match parse_http_url(&url) {
+                    Some((authority, path)) => {
+                        program.metrics = Some(MetricsUrl { authority, path });
+                    }
+                    None => self.diags.error(
+                        v.span(),
+                        &field,
+                        format!("invalid URL {url:?} (expected http://HOST:PORT/PATH)"),
+                    ),
+                }
+            }
         }
         f.finish(self);
         Some(program)

@@ -500,3 +500,30 @@ fn admin_token_file_is_read_by_the_host_checks() {
         }
     }
 }
+
+#[test]
+fn a_metrics_url_is_read_and_a_bad_one_is_reported_where_it_is() {
+    let c = parse_ok(
+        r#"[programs.proxy]
+command = ["p"]
+metrics = "http://127.0.0.1:9101/metrics"
+[programs.app]
+command = ["a"]
+"#,
+    );
+    let proxy = c.programs.iter().find(|p| p.name == "proxy").unwrap();
+    assert_eq!(
+        proxy.metrics,
+        Some(MetricsUrl {
+            authority: "127.0.0.1:9101".into(),
+            path: "/metrics".into()
+        })
+    );
+    let app = c.programs.iter().find(|p| p.name == "app").unwrap();
+    assert_eq!(app.metrics, None);
+
+    let d = parse_err("[programs.a]\ncommand = [\"a\"]\nmetrics = \"https://x:1/\"\n");
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].field.as_str(), d[0].line), ("programs.a.metrics", 3));
+    assert!(d[0].message.contains("http://HOST:PORT/PATH"), "{d:?}");
+}

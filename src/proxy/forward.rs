@@ -36,14 +36,18 @@ pub struct ConnState {
     pub peer: HeaderValue,
 }
 
-/// Which upstream served a request and how many extra attempts it took.
+/// Which upstream served a request and how it got there.
 #[derive(Debug, Default)]
 struct Outcome {
     upstream: Option<usize>,
     retries: u32,
+    /// Paused at least once waiting for an upstream.
+    held: bool,
+    replayed: bool,
 }
 
-/// One access-log line: what was asked, what the client got.
+/// One access-log line (and the metrics' count of the answer): what was
+/// asked, what the client got.
 pub struct AccessLine {
     worker: Rc<Worker>,
     method: Method,
@@ -59,6 +63,10 @@ impl AccessLine {
     /// after its head (then the status is what the head said, not what the
     /// client could use).
     pub fn emit(self, aborted: Option<&str>) {
+        let duration = self.start.elapsed();
+        if let Some(metrics) = &self.worker.metrics {
+            metrics.answered(self.status, duration);
+        }
         let Some(access) = &self.worker.access_log else {
             return;
         };
@@ -66,7 +74,7 @@ impl AccessLine {
             method: &self.method,
             path: self.uri.path(),
             status: self.status,
-            duration: self.start.elapsed(),
+            duration,
             upstream: self.upstream.map(|i| self.worker.upstreams.name(i)),
             retries: self.retries,
             aborted,
@@ -82,12 +90,23 @@ pub async fn handle(
 ) -> Result<Response<RespBody>, Infallible> {
     let index = c.requests.get();
     c.requests.set(index + 1);
-    let log = w
-        .cfg
-        .access_log
+    let log = (w.cfg.access_log || w.metrics.is_some())
         .then(|| (req.method().clone(), req.uri().clone(), Instant::now()));
     let mut out = Outcome::default();
-    let mut resp = match forward(&w, &c, index, req, &mut out).await {
+    let result = forward(&w, &c, index, req, &mut out).await;
+    if let Some(metrics) = &w.metrics {
+        metrics.path(super::metrics::Path {
+            held: out.held,
+            retries: out.retries,
+            replayed: out.replayed,
+            // The state channel's 503s (`NotReady`) are shed requests too.
+            shed: matches!(
+                result,
+                Err(ProxyError::Unavailable | ProxyError::NotReady(_))
+            ),
+        });
+    }
+    let mut resp = match result {
         Ok(resp) => resp,
         Err(e) => {
             if e.status().is_server_error() {
@@ -180,7 +199,9 @@ async fn forward(
                 || s.gate(deadline.saturating_duration_since(Instant::now())) != Gate::Go
             {
                 let rx = changes.get_or_insert_with(|| s.changed());
-                wait_for_schedule(s, rx, deadline, &mut held).await?;
+                let waited = wait_for_schedule(s, rx, deadline, &mut held).await;
+                out.held |= held;
+                waited?;
             }
         }
         let i = pick_upstream(w)?;
@@ -223,6 +244,8 @@ async fn forward(
                 s.count(Count::Replayed);
             }
         }
+        out.replayed |= replay;
+        out.held |= pause;
         if pause {
             match backoff.next_within(Instant::now(), deadline) {
                 // A change of state (ready again) ends the pause early.

@@ -18,6 +18,8 @@
 //! - [`upstream`]: upstream set (passive ejection, active re-admission) and the
 //!   per-thread connection pool with least-outstanding balancing.
 //! - [`error`]: classified failures → status code and a short plain body.
+//! - [`metrics`]: per-worker request counts, summed by a scrape of
+//!   `--metrics-listen`.
 //! - [`limits`]: request-head limits; [`smuggle`]: the request-smuggling scanner.
 //! - [`headers`]: hop-by-hop stripping, `X-Forwarded-*`, request ids.
 //! - [`h1`]: the upstream side of an exchange: one keep-alive HTTP/1.1
@@ -36,6 +38,7 @@ pub mod fuzzing;
 pub mod h1;
 pub mod headers;
 pub mod limits;
+pub mod metrics;
 pub mod request;
 pub mod retry;
 pub mod schedule;
@@ -108,6 +111,12 @@ pub struct ProxyArgs {
     /// Do not write one access-log line per request.
     #[arg(long)]
     pub no_access_log: bool,
+    /// Serve Prometheus metrics (`GET /metrics`, OpenMetrics text) on this
+    /// address, e.g. `127.0.0.1:9101` (`SO_REUSEPORT`: the next incarnation of a
+    /// surge restart binds it too). Off by default: then nothing is counted. An
+    /// address that cannot be bound is a warning: the proxy serves without metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// Log format: human lines or one JSON object per line.
     #[arg(long, value_enum, default_value_t = crate::cli::LogFormat::Human, env = "SELFHEAL_LOG_FORMAT")]
     pub log_format: crate::cli::LogFormat,

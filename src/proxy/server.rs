@@ -31,6 +31,7 @@ use super::clientio::{self, ClientIo, ConnShared};
 use super::forward::{self, ConnState};
 use super::headers::{self, RequestIds};
 use super::limits::{Limits, HYPER_MAX_HEAD};
+use super::metrics::{ProxyMetrics, WorkerMetrics};
 use super::schedule::Schedule;
 use super::spread::{Handoff, Spread};
 use super::upstream::{Pool, Upstreams};
@@ -89,6 +90,8 @@ pub struct Worker {
     pub default_host: HeaderValue,
     /// This thread's access log (`None` with `--no-access-log`).
     pub access_log: Option<Rc<AccessLog>>,
+    /// This thread's metrics (`None` without `--metrics-listen`).
+    pub metrics: Option<Arc<WorkerMetrics>>,
 }
 
 /// Runs the proxy on `listener` until SIGTERM/SIGINT and the drain.
@@ -114,6 +117,24 @@ pub fn run(
         true => Some(Writer::start(args.log_format).context("start the access-log writer")?),
         false => None,
     };
+    let metrics = match &args.metrics_listen {
+        Some(addr) => {
+            let metrics = Arc::new(ProxyMetrics::new(workers, upstreams.clone()));
+            // Traffic matters more than its metrics: a port taken by another
+            // program costs the metrics (and a warning), not the proxy.
+            match super::metrics::serve(addr, metrics.clone()) {
+                Ok(bound) => {
+                    tracing::info!(%bound, "metrics on http://{bound}/metrics");
+                    Some(metrics)
+                }
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "serving without metrics");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let (spread, mut inboxes) = Spread::new(workers);
     let lead_inbox = inboxes.remove(0);
     let mut threads = Vec::with_capacity(workers);
@@ -129,6 +150,7 @@ pub fn run(
             spread: spread.clone(),
             inbox,
             shutdown: rx.clone(),
+            metrics: metrics.as_ref().and_then(|m| m.worker(idx)),
         };
         let t = std::thread::Builder::new()
             .name(format!("proxy-{idx}"))
@@ -141,6 +163,7 @@ pub fn run(
         spread,
         inbox: lead_inbox,
         shutdown: rx,
+        metrics: metrics.as_ref().and_then(|m| m.worker(0)),
     };
     let lead = worker(
         listener,
@@ -177,6 +200,8 @@ struct Intake {
     spread: Arc<Spread>,
     inbox: mpsc::UnboundedReceiver<Handoff>,
     shutdown: watch::Receiver<bool>,
+    /// The worker's own counts, when metrics are on.
+    metrics: Option<Arc<WorkerMetrics>>,
 }
 
 fn worker(
@@ -209,6 +234,7 @@ fn worker(
             ids: RequestIds::new(idx),
             default_host,
             access_log: access_log.map(|sink| Rc::new(AccessLog::new(sink))),
+            metrics: intake.metrics.clone(),
         });
         let access_log = w.access_log.clone();
         if let Some(log) = &access_log {

@@ -57,13 +57,15 @@ pub fn start(
                         )
                     }
                 };
-            let reason = format!("{what} ({} ms)", started.elapsed().as_millis());
+            let duration = started.elapsed();
+            let reason = format!("{what} ({} ms)", duration.as_millis());
             if tx
                 .send(Msg::Probe {
                     index,
                     generation,
                     ok,
                     reason,
+                    duration,
                 })
                 .is_err()
             {

@@ -235,6 +235,11 @@ impl Output {
         self.emit(SELF, "event", text, false);
     }
 
+    /// The count of every output line dropped since start (a shared counter).
+    pub fn dropped_lines(&self) -> prometheus_client::metrics::counter::Counter {
+        self.writer.dropped_total()
+    }
+
     /// Waits (at most `timeout`) until every line so far is written.
     pub fn flush(&self, timeout: std::time::Duration) -> bool {
         self.writer.flush(timeout)

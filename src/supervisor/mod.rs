@@ -22,6 +22,7 @@
 //! - [`memory`]: `max_memory`, measured from `/proc`; replacing an unhealthy program.
 //! - [`traffic`]: `traffic_health`, from the errors a front reports.
 //! - [`channel`]: the state channel to fronts (programs with `upstreams`).
+//! - [`metrics`]: Prometheus metrics, updated here, read by the admin API.
 
 // PID 1 must not panic: no unwrap/expect/panic/unchecked indexing on runtime
 // paths (tests may, where a panic is the failure report).
@@ -46,6 +47,7 @@ pub mod health;
 mod hygiene;
 pub mod logs;
 pub mod memory;
+pub mod metrics;
 pub mod notes;
 pub mod reaper;
 pub mod services;
@@ -92,6 +94,8 @@ pub enum Msg {
         generation: u64,
         ok: bool,
         reason: String,
+        /// How long the probe took.
+        duration: Duration,
     },
     Admin {
         verb: AdminVerb,
@@ -257,6 +261,7 @@ struct Supervisor {
     waiters: ExecWaiters,
     output: Output,
     events: Arc<EventLog>,
+    metrics: Arc<metrics::Metrics>,
     started_at_ms: u64,
     exit: Option<Exit>,
     channels: channel::Channels,
@@ -309,11 +314,16 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         }
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let metrics = Arc::new(metrics::Metrics::new(
+        &config.programs,
+        output.dropped_lines(),
+    ));
     let admin_socket = launch.admin.then(|| config.supervisor.admin_socket.clone());
     let shared = crate::admin::api::Shared {
         tx: tx.clone(),
         events: events.clone(),
         logs: output.book(),
+        metrics: metrics.clone(),
     };
     if let Some(socket) = &admin_socket {
         match crate::admin::api::bind(socket) {
@@ -360,6 +370,7 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         waiters: ExecWaiters::default(),
         output,
         events,
+        metrics,
         started_at_ms: snapshot::now_ms(),
         exit: None,
         channels: channel::Channels::default(),
@@ -511,10 +522,13 @@ impl Supervisor {
                         if let Some(backoff) = Record::backoff_after(&m.name, &event) {
                             self.events.publish(backoff);
                         }
+                        self.metrics
+                            .program_event(index, &m.instance.service, &event);
                     }
                     None
                 }
                 StackAction::Note(note) => {
+                    self.metrics.note(&note);
                     self.publish(Record::of_note(&note));
                     None
                 }
@@ -784,6 +798,7 @@ impl Supervisor {
             let _ = waiter.send(how);
             return None;
         }
+        self.metrics.orphan_reaped();
         let owner = self.slots.iter().position(|s| s.last_pgid == Some(pgid));
         let program = owner
             .and_then(|i| self.stack.members.get(i))
@@ -840,7 +855,9 @@ impl Supervisor {
                 generation,
                 ok,
                 reason,
+                duration,
             } => {
+                self.metrics.probe(index, ok, duration);
                 let current = self
                     .slots
                     .get(index)

@@ -219,6 +219,7 @@ impl Supervisor {
             self.publish(super::events::Record::text(None, text));
         }
         self.feed(StackInput::Apply(plan.changes));
+        self.metrics.reloaded(&new.programs);
         // One line per program that changed, and one summary line (a reload of
         // 1000 unchanged programs is one line, not 1000).
         for a in applied.iter().filter(|a| a.change != "unchanged") {

@@ -26,6 +26,7 @@ mod init_stdio;
 mod init_tty;
 mod init_util;
 mod ops_admin_tcp;
+mod ops_metrics;
 mod ops_page;
 mod ops_reload;
 mod ops_stream;

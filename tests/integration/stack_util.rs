@@ -23,6 +23,8 @@ pub struct Ports {
     pub redis: u16,
     pub app: u16,
     pub front: u16,
+    /// The proxy's `--metrics-listen` port.
+    pub metrics: u16,
 }
 
 impl Ports {
@@ -31,6 +33,7 @@ impl Ports {
             redis: free_port(),
             app: free_port(),
             front: free_port(),
+            metrics: free_port(),
         }
     }
 }
@@ -82,6 +85,7 @@ impl Stack {
             .env("SELFHEAL_REDIS_PORT", ports.redis.to_string())
             .env("SELFHEAL_APP_PORT", ports.app.to_string())
             .env("SELFHEAL_LISTEN", format!("127.0.0.1:{}", ports.front))
+            .env("SELFHEAL_PROXY_METRICS_PORT", ports.metrics.to_string())
             .env_remove("SELFHEAL_REDIS_URL")
             .env_remove("SELFHEAL_CHAOS")
             .env_remove("SELFHEAL_LOG_FORMAT")

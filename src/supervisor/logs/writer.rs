@@ -56,6 +56,8 @@ pub struct Writer {
     shared: Arc<Shared>,
     budget: usize,
     note: Note,
+    /// Every line dropped since start (`selfheal_log_lines_dropped_total`).
+    dropped_total: prometheus_client::metrics::counter::Counter,
 }
 
 struct Shared {
@@ -124,6 +126,7 @@ impl Writer {
             shared: Shared::new(true),
             budget: 0,
             note,
+            dropped_total: Default::default(),
         }
     }
 
@@ -145,6 +148,7 @@ impl Writer {
             shared,
             budget,
             note,
+            dropped_total: Default::default(),
         }
     }
 
@@ -158,6 +162,7 @@ impl Writer {
             self.budget + self.budget / EVENT_RESERVE_DIVISOR,
         ) {
             queue.dropped += 1;
+            self.dropped_total.inc();
         }
     }
 
@@ -178,6 +183,7 @@ impl Writer {
                     Err(back) if queue.closed || queue.progress.elapsed() >= STALL => {
                         drop(back);
                         queue.dropped += 1;
+                        self.dropped_total.inc();
                         return;
                     }
                     Err(back) => line = back,
@@ -241,6 +247,12 @@ impl Writer {
     /// Counts `lines` as dropped (see [`Writer::stalled`]).
     pub fn count_dropped(&self, lines: u64) {
         self.shared.lock().dropped += lines;
+        self.dropped_total.inc_by(lines);
+    }
+
+    /// The count of every line dropped since start (never reset), for metrics.
+    pub fn dropped_total(&self) -> prometheus_client::metrics::counter::Counter {
+        self.dropped_total.clone()
     }
 
     /// Lines dropped and not yet reported.

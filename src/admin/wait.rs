@@ -316,30 +316,21 @@ mod tests {
             ("stopped", Failed, Failed, Failed),
             ("failed", Failed, Failed, Failed),
         ];
-        // restart from running at incarnation 3: a = 4.
-        let goal = Goal::new(Verb::Restart, &status("running", 3));
-        assert_eq!(goal.awaited, 4);
-        for (state, before, at, after) in rows {
-            for (i, want) in [(3, before), (4, at), (5, after)] {
-                let got = goal.judge(&status(state, i));
-                assert_eq!(
-                    kind(&got),
-                    want,
-                    "restart: {state} at incarnation {i}: {got:?}"
-                );
-            }
-        }
-        // start from stopped at 3: a = 4, the same table.
-        let goal = Goal::new(Verb::Start, &status("stopped", 3));
-        assert_eq!(goal.awaited, 4);
-        for (state, before, at, after) in rows {
-            for (i, want) in [(3, before), (4, at), (5, after)] {
-                let got = goal.judge(&status(state, i));
-                assert_eq!(
-                    kind(&got),
-                    want,
-                    "start: {state} at incarnation {i}: {got:?}"
-                );
+        // restart from running and start from stopped, both at incarnation
+        // 3, await 4: the same table.
+        for (verb, from) in [(Verb::Restart, "running"), (Verb::Start, "stopped")] {
+            let goal = Goal::new(verb, &status(from, 3));
+            assert_eq!(goal.awaited, 4);
+            for (state, before, at, after) in rows {
+                for (i, want) in [(3, before), (4, at), (5, after)] {
+                    let got = goal.judge(&status(state, i));
+                    let verb = verb.as_str();
+                    assert_eq!(
+                        kind(&got),
+                        want,
+                        "{verb}: {state} at incarnation {i}: {got:?}"
+                    );
+                }
             }
         }
     }

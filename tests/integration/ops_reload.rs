@@ -128,18 +128,17 @@ fn pids(stack: &Stack) -> Vec<(String, i64)> {
 }
 
 fn cli_all(stack: &Stack, args: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new(crate::harness::BIN)
-        .args(args)
-        .arg("--socket")
-        .arg(stack.socket())
-        .output()
-        .expect("run the CLI");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    crate::sup_util::cli_at(&stack.socket(), args)
+}
+
+/// The shipped stack with `replicas = 3` for the app.
+fn three_app_replicas() -> (Stack, PathBuf) {
+    stack_with(|t| {
+        t.replace(
+            r#"replicas = "${SELFHEAL_APP_REPLICAS:-1}""#,
+            "replicas = 3",
+        )
+    })
 }
 
 /// Waits until `program` has `n` instances, all running and ready, none retiring.
@@ -269,12 +268,7 @@ fn restart_of_the_app_under_load_fails_no_request() {
 
 #[test]
 fn three_replicas_answer_and_a_killed_one_costs_no_request() {
-    let (stack, _) = stack_with(|t| {
-        t.replace(
-            r#"replicas = "${SELFHEAL_APP_REPLICAS:-1}""#,
-            "replicas = 3",
-        )
-    });
+    let (stack, _) = three_app_replicas();
     let pids = wait_instances(&stack, "app", 3);
     let names: Vec<String> = pids_names(&stack, "app");
     assert_eq!(names, ["app#0", "app#1", "app#2"]);
@@ -339,12 +333,7 @@ fn pids_names(stack: &Stack, program: &str) -> Vec<String> {
 
 #[test]
 fn a_rolling_restart_and_scaling_under_load_fail_no_request() {
-    let (stack, _) = stack_with(|t| {
-        t.replace(
-            r#"replicas = "${SELFHEAL_APP_REPLICAS:-1}""#,
-            "replicas = 3",
-        )
-    });
+    let (stack, _) = three_app_replicas();
     let old = wait_instances(&stack, "app", 3);
     let load = Load::start(&stack.front, Duration::from_millis(5));
     let (code, text) = cli_all(&stack, &["restart", "app"]);

@@ -56,6 +56,22 @@ pub fn start_in(dir: tempfile::TempDir, supervisor: &str, programs: &str) -> Sup
     sup
 }
 
+/// Runs `selfheal ARGS --socket SOCKET`, returns (exit code, stdout+stderr).
+pub fn cli_at(socket: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--socket")
+        .arg(socket)
+        .output()
+        .expect("run selfheal CLI");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
 /// Writes `config.toml` into `dir` (see [`start`] for the substitutions).
 pub fn write_config(dir: &Path, supervisor: &str, programs: &str) -> PathBuf {
     let d = dir.to_str().unwrap();
@@ -106,18 +122,7 @@ impl Sup {
 
     /// Runs `selfheal ARGS --socket SOCK`, returns (exit code, stdout+stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String) {
-        let out = Command::new(BIN)
-            .args(args)
-            .arg("--socket")
-            .arg(&self.socket)
-            .output()
-            .expect("run selfheal CLI");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code().unwrap_or(-1), text)
+        cli_at(&self.socket, args)
     }
 
     /// `selfheal status --json`, parsed.

@@ -11,6 +11,7 @@
 //! - [`admin`]: the admin HTTP API on a unix socket (and TCP with a bearer token),
 //!   the live status page, `/metrics` with federation, and its CLI client.
 //! - [`listenfd`]: inherited listening sockets (`LISTEN_FDS`), shared by app and proxy.
+//! - [`statefd`]: the state channel's wire format (`SELFHEAL_STATE_FD`), supervisor ↔ proxy.
 //! - [`app`]: `selfheal app`, the demo web app counting visits exactly once in Redis.
 //! - [`proxy`]: `selfheal proxy`, the reverse proxy that holds and retries.
 //! - [`stop`]: SIGTERM/SIGINT handling shared by app and proxy.
@@ -24,5 +25,6 @@ pub mod exit;
 pub mod listenfd;
 pub mod logging;
 pub mod proxy;
+pub mod statefd;
 pub mod stop;
 pub mod supervisor;

@@ -68,6 +68,16 @@ mod tests {
         let mut all = kinds(include_str!("../supervisor/events.rs"));
         all.extend(kinds(include_str!("../supervisor/notes.rs")));
         all.push("note".to_string());
+        // The typed records of the state channel, memory and traffic modules.
+        for (file, text) in [
+            ("channel.rs", include_str!("../supervisor/channel.rs")),
+            ("memory.rs", include_str!("../supervisor/memory.rs")),
+            ("traffic.rs", include_str!("../supervisor/traffic.rs")),
+        ] {
+            let typed = typed_kinds(text);
+            assert!(!typed.is_empty(), "no typed record found in {file}");
+            all.extend(typed);
+        }
         assert!(all.len() > 15, "{all:?}");
         for kind in all {
             assert!(
@@ -75,6 +85,15 @@ mod tests {
                 "page.html does not listen to the event kind {kind:?}"
             );
         }
+    }
+
+    /// The kind of each `Record::typed(program, "kind", …)` in `source`.
+    fn typed_kinds(source: &str) -> Vec<String> {
+        source
+            .split("Record::typed(")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').nth(1).map(String::from))
+            .collect()
     }
 
     #[test]

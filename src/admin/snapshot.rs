@@ -62,6 +62,14 @@ pub struct ProgramStatus {
     pub recent_restarts: usize,
     pub last_exit: Option<ExitInfo>,
     pub health: Option<HealthInfo>,
+    /// What its last outage cost, for a program a front (`upstreams`) fronts:
+    /// `{down_ms, held, replayed, shed}` (see `supervisor::channel`).
+    #[serde(default)]
+    pub last_restart: Option<crate::supervisor::channel::RestartCost>,
+    /// Replacements of unhealthy incarnations by cause (`over_memory`,
+    /// `traffic`) since the supervisor started.
+    #[serde(default)]
+    pub replacements_by_cause: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,5 +1,6 @@
 //! Chaos endpoints (only with `--chaos`): `/kill` answers 202 then exits 1, `/hang`
-//! answers 202 then the app stops answering, `/leak` grows the resident memory.
+//! answers 202 then the app stops answering, `/leak` grows the resident memory,
+//! `/chaos/errors?on=1` makes every other request (probes excepted) answer `500`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,8 @@ const MAX_LEAK_MB_PER_CALL: usize = 256;
 #[derive(Debug, Default)]
 pub struct Chaos {
     hung: AtomicBool,
+    /// `/chaos/errors?on=1`: answer 500 to everything but probes and chaos routes.
+    errors: AtomicBool,
     leaked: Mutex<Vec<Box<[u8]>>>,
 }
 
@@ -34,7 +37,38 @@ pub async fn hang_guard(State(state): State<Arc<AppState>>, req: Request, next: 
     if state.chaos.is_hung() {
         std::future::pending::<()>().await;
     }
+    let path = req.uri().path();
+    let exempt = path == "/livez" || path == "/readyz" || path.starts_with("/chaos/");
+    if state.chaos.errors.load(Ordering::Relaxed) && !exempt {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "chaos: errors on\n").into_response();
+    }
     next.run(req).await
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ErrorsParams {
+    on: Option<u8>,
+}
+
+/// `/chaos/errors?on=1` (or `on=0`): every request but the probes (`/livez`,
+/// `/readyz`) and the chaos routes answers `500` — alive, yet failing all real
+/// traffic, for `traffic_health` to catch.
+pub async fn errors(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<ErrorsParams>,
+) -> Response {
+    let on = params.on.unwrap_or(1) != 0;
+    tracing::warn!(
+        pid = state.instance.pid,
+        on,
+        "chaos errors: every request answers 500"
+    );
+    state.chaos.errors.store(on, Ordering::Relaxed);
+    (
+        StatusCode::ACCEPTED,
+        format!("chaos errors {}\n", if on { "on" } else { "off" }),
+    )
+        .into_response()
 }
 
 /// `/kill`: 202 now, exit 1 right after. The shutdown begun here is graceful: the

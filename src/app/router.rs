@@ -90,7 +90,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         router = router
             .route("/kill", get(chaos::kill).post(chaos::kill))
             .route("/hang", get(chaos::hang).post(chaos::hang))
-            .route("/leak", get(chaos::leak).post(chaos::leak));
+            .route("/leak", get(chaos::leak).post(chaos::leak))
+            .route("/chaos/errors", get(chaos::errors).post(chaos::errors));
     }
     router
         .fallback(not_found)
@@ -270,7 +271,7 @@ mod tests {
     #[tokio::test]
     async fn chaos_routes_are_404_without_the_flag() {
         let s = state(false, Duration::from_millis(100));
-        for path in ["/kill", "/hang", "/leak"] {
+        for path in ["/kill", "/hang", "/leak", "/chaos/errors"] {
             for method in ["GET", "POST"] {
                 let resp = call(&s, method, path).await;
                 assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {path}");
@@ -310,6 +311,27 @@ mod tests {
             let later = tokio::time::timeout(Duration::from_millis(200), call(&s, "GET", path));
             assert!(later.await.is_err(), "{path} answered after /hang");
         }
+    }
+
+    #[tokio::test]
+    async fn chaos_errors_answer_500_but_probes_and_switch_it_off() {
+        let s = state(true, Duration::from_millis(100));
+        let resp = call(&s, "GET", "/chaos/errors?on=1").await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        for path in ["/", "/nothing-here"] {
+            assert_eq!(
+                call(&s, "GET", path).await.status(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{path}"
+            );
+        }
+        assert_eq!(call(&s, "GET", "/livez").await.status(), StatusCode::OK);
+        let resp = call(&s, "GET", "/chaos/errors?on=0").await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        assert_eq!(
+            call(&s, "GET", "/nothing-here").await.status(),
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[tokio::test]

@@ -37,6 +37,19 @@ pub fn order(r: &mut Reader, programs: Vec<(Program, Spans)>) -> Option<Vec<Prog
             }
         }
     }
+    for (p, spans) in &programs {
+        for (up, span) in p.upstreams.iter().zip(&spans.upstreams) {
+            if !index.contains_key(up.as_str()) {
+                let known: Vec<&str> = programs.iter().map(|(p, _)| p.name.as_str()).collect();
+                r.diags.error(
+                    span.clone(),
+                    &format!("programs.{}.upstreams", key_text(&p.name)),
+                    format!("unknown program {up:?} (programs: {})", known.join(", ")),
+                );
+                ok = false;
+            }
+        }
+    }
     let mut seen = HashMap::new();
     for (p, spans) in &programs {
         for (addr, span) in p.listen.iter().zip(&spans.listen) {

@@ -141,6 +141,16 @@ pub struct Program {
     pub depends_on: Vec<Dependency>,
     pub health: Option<Health>,
     pub listen: Vec<SocketAddr>,
+    /// Programs this one fronts (`upstreams = ["app"]`): it gets the state
+    /// channel (`SELFHEAL_STATE_FD`, see `supervisor::channel`) telling it
+    /// their state.
+    pub upstreams: Vec<String>,
+    /// `max_memory = "256MiB"`: resident bytes of its process group above
+    /// which it is replaced (see `supervisor::memory`).
+    pub max_memory: Option<u64>,
+    /// `traffic_health = { errors, window, ratio }`: replace it when its front
+    /// sees that many errors, at least that share of its answers, within the window.
+    pub traffic_health: Option<TrafficHealth>,
     /// Processes run at once, each with `SELFHEAL_REPLICA=i` (0-based) and its
     /// own state, health and restart count; they share the `listen` sockets.
     pub replicas: u32,
@@ -162,6 +172,27 @@ pub struct MetricsUrl {
     pub authority: String,
     /// Path and query, `/` when absent.
     pub path: String,
+}
+
+/// When the errors a front sees make a program unhealthy: at least `errors`
+/// `5xx` answers and upstream timeouts within `window`, and at least `ratio`
+/// of the requests in that window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrafficHealth {
+    pub errors: u64,
+    pub window: Duration,
+    /// 0.0–1.0.
+    pub ratio: f64,
+}
+
+impl Default for TrafficHealth {
+    fn default() -> Self {
+        TrafficHealth {
+            errors: 20,
+            window: Duration::from_secs(10),
+            ratio: 0.5,
+        }
+    }
 }
 
 /// `log_file = { path, max_size = "10MiB", keep = 5 }`: the program's output
@@ -321,6 +352,9 @@ impl Program {
             depends_on: Vec::new(),
             health: None,
             listen: Vec::new(),
+            upstreams: Vec::new(),
+            max_memory: None,
+            traffic_health: None,
             replicas: 1,
             restart_strategy: None,
             log_file: None,

@@ -27,6 +27,9 @@ type Value<'i> = Spanned<DeValue<'i>>;
 /// a typo.
 const MAX_LOG_RING: u64 = 1 << 30;
 
+/// Largest `max_memory` (1 PiB): anything above is a typo.
+const MAX_MEMORY: u64 = 1 << 50;
+
 const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Reading context: diagnostics plus the variable lookup used for `${VAR}`.
@@ -65,6 +68,9 @@ pub(crate) const PROGRAM_KEYS: &[&str] = &[
     "depends_on",
     "health",
     "listen",
+    "upstreams",
+    "max_memory",
+    "traffic_health",
     "metrics",
 ];
 
@@ -766,6 +772,20 @@ impl<'s, 'e> Reader<'s, 'e> {
                 );
             }
         }
+        if let Some(v) = f.get("max_memory") {
+            let field = f.field("max_memory");
+            match self.size(v, &field, MAX_MEMORY) {
+                Some(0) => self.diags.error(v.span(), &field, "must be greater than 0"),
+                Some(bytes) => program.max_memory = Some(bytes),
+                None => {}
+            }
+        }
+        if let Some(v) = f.get("traffic_health") {
+            program.traffic_health = self.traffic_health(v, &f.field("traffic_health"));
+        }
+        if let Some(v) = f.get("upstreams") {
+            self.upstreams(v, &f.field("upstreams"), name, &mut program, spans);
+        }
         if let Some(v) = f.get("metrics") {
             let field = f.field("metrics");
             if let Some(url) = self.string(v, &field) {
@@ -867,6 +887,34 @@ impl<'s, 'e> Reader<'s, 'e> {
         b
     }
 
+    fn traffic_health(&mut self, v: &Value, path: &str) -> Option<TrafficHealth> {
+        let t = self.table(v, path)?;
+        let mut h = TrafficHealth::default();
+        let mut f = Fields::new(t, path, &["errors", "window", "ratio"]);
+        if let Some(v) = f.get("errors") {
+            h.errors = self
+                .integer(v, &f.field("errors"), 1)
+                .map_or(h.errors, |n| n as u64);
+        }
+        if let Some(v) = f.get("window") {
+            let field = f.field("window");
+            match self.duration(v, &field) {
+                Some(d) if d.is_zero() => {
+                    self.diags.error(v.span(), &field, "must be greater than 0")
+                }
+                Some(d) => h.window = d,
+                None => {}
+            }
+        }
+        if let Some(v) = f.get("ratio") {
+            h.ratio = self
+                .float(v, &f.field("ratio"), 0.0..=1.0)
+                .unwrap_or(h.ratio);
+        }
+        f.finish(self);
+        Some(h)
+    }
+
     fn restart_limit(&mut self, v: &Value, path: &str) -> RestartLimit {
         let mut l = RestartLimit::default();
         let Some(t) = self.table(v, path) else {
@@ -883,6 +931,46 @@ impl<'s, 'e> Reader<'s, 'e> {
         }
         f.finish(self);
         l
+    }
+
+    /// `upstreams = ["app", …]`: names only here; whether they exist is
+    /// [`super::graph`]'s check.
+    fn upstreams(
+        &mut self,
+        v: &Value,
+        field: &str,
+        own: &str,
+        program: &mut Program,
+        spans: &mut Spans,
+    ) {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.diags
+                .error(v.span(), field, "expected an array of program names");
+            return;
+        };
+        if program.listen.len() >= crate::supervisor::sockets::MAX_LISTEN {
+            self.diags.error(
+                v.span(),
+                field,
+                "the state channel needs a descriptor after the listen sockets: \
+                 at most 15 listen addresses with upstreams",
+            );
+        }
+        for item in items.iter() {
+            let Some(name) = self.string(item, field) else {
+                continue;
+            };
+            if name == own {
+                self.diags
+                    .error(item.span(), field, "a program cannot front itself");
+            } else if program.upstreams.contains(&name) {
+                self.diags
+                    .error(item.span(), field, format!("{name:?} is listed twice"));
+            } else {
+                program.upstreams.push(name);
+                spans.upstreams.push(item.span());
+            }
+        }
     }
 
     fn depends_on(
@@ -1058,6 +1146,8 @@ pub struct Spans {
     pub deps: Vec<Span>,
     /// One per entry of `Program::listen`, same order.
     pub listen: Vec<Span>,
+    /// One per entry of `Program::upstreams`, same order.
+    pub upstreams: Vec<Span>,
 }
 
 /// Where the `[supervisor]` fields that the host checks look at stand in the file.

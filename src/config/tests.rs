@@ -1,5 +1,6 @@
 use super::*;
 use std::path::Path;
+use std::time::Duration;
 
 fn env(name: &str) -> Option<std::ffi::OsString> {
     match name {
@@ -337,6 +338,92 @@ command = ["side"]
     assert_eq!(c.programs[1].restart, RestartPolicy::OnFailure);
     let c = parse_ok("[programs.job]\ncommand = [\"job\"]\nmain = true\nrestart = \"always\"\n");
     assert_eq!(c.programs[0].restart, RestartPolicy::Always);
+}
+
+#[test]
+fn upstreams_name_programs_with_positions_for_each_problem() {
+    let c = parse_ok(
+        r#"[programs.app]
+command = ["x"]
+[programs.proxy]
+command = ["y"]
+upstreams = ["app"]
+"#,
+    );
+    let proxy = c.programs.iter().find(|p| p.name == "proxy").unwrap();
+    assert_eq!(proxy.upstreams, ["app"]);
+    let d = parse_err(
+        r#"[programs.app]
+command = ["x"]
+[programs.proxy]
+command = ["y"]
+upstreams = ["app", "ghost", "proxy", "app"]
+"#,
+    );
+    let found: Vec<(usize, usize, &str)> = d
+        .iter()
+        .map(|d| (d.line, d.column, d.message.as_str()))
+        .collect();
+    assert!(
+        found
+            .iter()
+            .any(|(l, c, m)| (*l, *c) == (5, 21) && m.starts_with("unknown program \"ghost\"")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(l, c, m)| (*l, *c) == (5, 30) && m.contains("cannot front itself")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(l, c, m)| (*l, *c) == (5, 39) && m.contains("listed twice")),
+        "{found:?}"
+    );
+    let d = parse_err("[programs.p]\ncommand = [\"y\"]\nupstreams = \"app\"\n");
+    assert!(
+        d.iter()
+            .any(|d| d.field == "programs.p.upstreams" && d.line == 3),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn max_memory_is_a_size_above_zero() {
+    let c = parse_ok("[programs.a]\ncommand = [\"x\"]\nmax_memory = \"256MiB\"\n");
+    assert_eq!(c.programs[0].max_memory, Some(256 << 20));
+    for bad in ["\"0\"", "\"lots\"", "-1"] {
+        let d = parse_err(&format!(
+            "[programs.a]\ncommand = [\"x\"]\nmax_memory = {bad}\n"
+        ));
+        assert!(
+            d.iter()
+                .any(|d| d.field == "programs.a.max_memory" && (d.line, d.column) == (3, 14)),
+            "{bad}: {d:?}"
+        );
+    }
+}
+
+#[test]
+fn traffic_health_has_defaults_and_checked_fields() {
+    let c = parse_ok("[programs.a]\ncommand = [\"x\"]\ntraffic_health = { errors = 5 }\n");
+    let h = c.programs[0].traffic_health.unwrap();
+    assert_eq!(
+        (h.errors, h.window, h.ratio),
+        (5, Duration::from_secs(10), 0.5)
+    );
+    let d = parse_err(
+        "[programs.a]\ncommand = [\"x\"]\ntraffic_health = { errors = 0, window = \"0s\", ratio = 2.0, other = 1 }\n",
+    );
+    for field in ["errors", "window", "ratio", "other"] {
+        assert!(
+            d.iter()
+                .any(|d| d.field == format!("programs.a.traffic_health.{field}") && d.line == 3),
+            "{field}: {d:?}"
+        );
+    }
 }
 
 #[test]

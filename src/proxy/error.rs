@@ -14,6 +14,11 @@ pub enum ProxyError {
     /// No upstream could be connected to within the hold timeout (nothing sent).
     #[error("no upstream reachable within the hold timeout")]
     Unavailable,
+    /// The supervisor says the upstream's program will not be ready in time
+    /// (stopped, failed, or restarting later than the hold): `503` with this
+    /// `Retry-After` in seconds.
+    #[error("upstream program not ready in time (retry after {0} s)")]
+    NotReady(u64),
     /// The upstream failed after the request was sent and it may not be replayed.
     #[error("upstream failed after the request was sent")]
     BadGateway(#[source] super::h1::ExchangeError),
@@ -54,7 +59,7 @@ pub const ALLOW_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Unavailable | ProxyError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ProxyError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -72,9 +77,10 @@ impl ProxyError {
     /// [`super::linger`]). A CONNECT's connection may already carry tunnel bytes.
     pub fn closes_connection(&self) -> bool {
         match self {
-            ProxyError::Unavailable | ProxyError::BadGateway(_) | ProxyError::GatewayTimeout => {
-                false
-            }
+            ProxyError::Unavailable
+            | ProxyError::NotReady(_)
+            | ProxyError::BadGateway(_)
+            | ProxyError::GatewayTimeout => false,
             ProxyError::BodyTooLarge
             | ProxyError::BodyTimeout
             | ProxyError::BadBody
@@ -88,7 +94,7 @@ impl ProxyError {
 
     fn body(&self) -> &'static str {
         match self {
-            ProxyError::Unavailable => "service unavailable\n",
+            ProxyError::Unavailable | ProxyError::NotReady(_) => "service unavailable\n",
             ProxyError::BadGateway(_) => "bad gateway\n",
             ProxyError::GatewayTimeout => "gateway timeout\n",
             ProxyError::BodyTooLarge => "payload too large\n",
@@ -110,6 +116,9 @@ impl ProxyError {
         match self {
             ProxyError::Unavailable => {
                 h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ProxyError::NotReady(secs) => {
+                h.insert(RETRY_AFTER, HeaderValue::from(*secs));
             }
             ProxyError::MethodNotAllowed => {
                 h.insert(ALLOW, HeaderValue::from_static(ALLOW_METHODS));

@@ -23,6 +23,7 @@ use super::headers;
 use super::limits;
 use super::request;
 use super::retry::{self, Backoff, Decision, Facts, Failure, Verdict};
+use super::schedule::{Count, Gate, Schedule};
 use super::server::Worker;
 use super::upstream::Pick;
 
@@ -98,7 +99,11 @@ pub async fn handle(
             held: out.held,
             retries: out.retries,
             replayed: out.replayed,
-            shed: matches!(result, Err(ProxyError::Unavailable)),
+            // The state channel's 503s (`NotReady`) are shed requests too.
+            shed: matches!(
+                result,
+                Err(ProxyError::Unavailable | ProxyError::NotReady(_))
+            ),
         });
     }
     let mut resp = match result {
@@ -182,19 +187,46 @@ async fn forward(
     let mut req = admit(w, c, index, req).await?;
     // A buffered body stays whole across attempts (the exchange only reads it).
     let buffered = req.body.is_replayable();
-    let deadline = Instant::now() + w.cfg.hold_timeout;
+    let mut deadline = Instant::now() + w.cfg.hold_timeout;
     let mut backoff = Backoff::new();
     let mut replays = 0u32;
+    // Subscribed once the schedule says anything but go (most requests never).
+    let mut changes = None;
+    let mut held = false;
     loop {
+        if let Some(s) = &w.cfg.schedule {
+            if changes.is_some()
+                || s.gate(deadline.saturating_duration_since(Instant::now())) != Gate::Go
+            {
+                let rx = changes.get_or_insert_with(|| s.changed());
+                let waited = wait_for_schedule(s, rx, deadline, &mut held).await;
+                out.held |= held;
+                waited?;
+            }
+        }
         let i = pick_upstream(w)?;
         out.upstream = Some(i);
         let _in_flight = w.pool.begin(i);
         let (failure, cause) = match connect(w, i, deadline).await {
             Err(e) => (Failure::Connect, ExchangeError::NotSent(e)),
-            Ok((mut conn, reused)) => match send(w, &mut conn, &mut req).await {
-                Ok(head) => return relay(w, i, conn, head),
-                Err(e) => (classify(&e, reused), e),
-            },
+            Ok((mut conn, reused)) => {
+                match send_or_drained(w, i, &mut conn, &mut req, buffered, replays).await {
+                    Some(Ok(head)) => {
+                        if let Some(s) = &w.cfg.schedule {
+                            s.traffic(i, head.status.is_server_error());
+                        }
+                        return relay(w, i, conn, head);
+                    }
+                    Some(Err(e)) => (classify(&e, reused), e),
+                    None => {
+                        // The supervisor is replacing this incarnation: the request
+                        // is replayed on the next one, with a hold of its own.
+                        deadline = Instant::now() + w.cfg.hold_timeout;
+                        let e = std::io::Error::other("upstream incarnation replaced (draining)");
+                        (Failure::AfterSend, ExchangeError::Io(e))
+                    }
+                }
+            }
         };
         let facts = Facts {
             failure,
@@ -207,12 +239,66 @@ async fn forward(
         let (pause, replay) = fail(w, i, &facts, cause)?;
         out.retries += 1;
         replays += u32::from(replay);
+        if replay {
+            if let Some(s) = &w.cfg.schedule {
+                s.count(Count::Replayed);
+            }
+        }
         out.replayed |= replay;
         out.held |= pause;
         if pause {
             match backoff.next_within(Instant::now(), deadline) {
-                Some(d) => tokio::time::sleep(d).await,
+                // A change of state (ready again) ends the pause early.
+                Some(d) => match &mut changes {
+                    Some(rx) => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(d) => {}
+                            _ = rx.changed() => {}
+                        }
+                    }
+                    None => tokio::time::sleep(d).await,
+                },
                 None => return Err(ProxyError::Unavailable),
+            }
+        }
+    }
+}
+
+/// Step 0, with the state channel only: the schedule's gate (see
+/// [`super::schedule`]). Returns when the request may go; holds while the
+/// gate says hold, waking on every change of state; `503` with the
+/// schedule's `Retry-After` when it says shed or the hold runs out.
+async fn wait_for_schedule(
+    s: &Schedule,
+    rx: &mut tokio::sync::watch::Receiver<u64>,
+    deadline: Instant,
+    held: &mut bool,
+) -> Result<(), ProxyError> {
+    loop {
+        rx.borrow_and_update();
+        let left = deadline.saturating_duration_since(Instant::now());
+        match s.gate(left) {
+            Gate::Go => return Ok(()),
+            Gate::Shed { retry_after } => {
+                s.count(Count::Shed);
+                return Err(ProxyError::NotReady(retry_after));
+            }
+            Gate::Hold => {
+                if !std::mem::replace(held, true) {
+                    s.count(Count::Held);
+                }
+                let late = tokio::time::sleep_until(deadline.into());
+                tokio::select! {
+                    _ = rx.changed() => {}
+                    _ = late => {
+                        s.count(Count::Shed);
+                        let retry_after = match s.gate(std::time::Duration::ZERO) {
+                            Gate::Shed { retry_after } => retry_after,
+                            Gate::Go | Gate::Hold => 1,
+                        };
+                        return Err(ProxyError::NotReady(retry_after));
+                    }
+                }
             }
         }
     }
@@ -242,6 +328,41 @@ async fn send(
 ) -> Result<ResponseHead, ExchangeError> {
     conn.exchange(&req.parts, &mut req.body, w.cfg.upstream_timeout)
         .await
+}
+
+/// Step 3 with the state channel, for a request that may be replayed
+/// (idempotent, keyed, buffered, not replayed yet): sent as usual, but given
+/// up (`None`) as soon as the supervisor says the incarnation it went to is
+/// `draining` (replaced as unhealthy: it would end in `502`/`504`), so that
+/// it is replayed on the next incarnation at once.
+async fn send_or_drained(
+    w: &Worker,
+    i: usize,
+    conn: &mut UpConn,
+    req: &mut Admitted,
+    buffered: bool,
+    replays: u32,
+) -> Option<Result<ResponseHead, ExchangeError>> {
+    let replayable = retry::is_idempotent(&req.parts.method)
+        && req.keyed
+        && buffered
+        && replays < retry::MAX_REPLAYS;
+    let watch = w
+        .cfg
+        .schedule
+        .as_ref()
+        .filter(|_| replayable)
+        .and_then(|s| Some((s, s.incarnation(i)?)));
+    match watch {
+        Some((s, incarnation)) => {
+            let mut rx = s.changed();
+            tokio::select! {
+                r = send(w, conn, req) => Some(r),
+                _ = s.drained(i, incarnation, &mut rx) => None,
+            }
+        }
+        None => Some(send(w, conn, req).await),
+    }
 }
 
 /// Step 4: the response for the client; its body is relayed as it arrives.
@@ -304,6 +425,11 @@ fn fail(
             w.pool.clear(i);
         }
         (Failure::AfterSend, _) => w.pool.clear(i),
+        (Failure::TimedOut, _) => {
+            if let Some(s) = &w.cfg.schedule {
+                s.traffic(i, true);
+            }
+        }
         _ => {}
     }
     match retry::decide(facts) {

@@ -14,7 +14,7 @@
 //! | `selfheal_proxy_requests_held_total` | counter | – | requests that waited (paused and retried) for an upstream to accept a connection |
 //! | `selfheal_proxy_requests_retried_total` | counter | – | requests that took more than one attempt |
 //! | `selfheal_proxy_requests_replayed_total` | counter | – | requests sent again after a failure once sent (idempotent, keyed, buffered) |
-//! | `selfheal_proxy_requests_shed_total` | counter | – | requests answered `503` because no upstream could be reached within the hold (or all were down for longer) |
+//! | `selfheal_proxy_requests_shed_total` | counter | – | requests answered `503` because no upstream could be reached within the hold (or all were down for longer), or because the state channel said its program is stopped, failed or restarting later than the hold |
 //! | `selfheal_proxy_upstream_up` | gauge | `upstream` | 1 while the upstream is admitted, 0 while it is ejected |
 //!
 //! Requests that hyper refuses before the proxy sees them (an unparsable

@@ -8,6 +8,8 @@
 //!   connect, send, relay, fail), the access-log line.
 //! - [`request`]: what a request must be to be forwarded (method, target
 //!   form, `Host`, transfer codings).
+//! - [`schedule`]: the supervisor's state channel and the rule that answers
+//!   before connecting (`schedule::gate`: go, hold, or `503` now).
 //! - [`retry`]: *the retry rule* (`retry::decide`: facts of a failed attempt →
 //!   retry or answer) and the backoff.
 //! - [`clientio`]: the client socket as hyper sees it (scanner feed, send
@@ -39,6 +41,7 @@ pub mod limits;
 pub mod metrics;
 pub mod request;
 pub mod retry;
+pub mod schedule;
 pub mod server;
 pub mod smuggle;
 pub mod spread;
@@ -122,10 +125,11 @@ pub struct ProxyArgs {
 /// Entry point: take inherited sockets first (before any thread exists), then run.
 pub fn main(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let mut inherited = crate::listenfd::take();
+    let state = crate::statefd::take();
     // Never blocking: a stalled stdout must not freeze an event loop.
     let _log = crate::logging::init_non_blocking(args.log_format);
     let listener = crate::listenfd::listener_for(&mut inherited, &args.listen)
         .with_context(|| format!("listen on {}", args.listen))?;
-    server::run(listener, args)?;
+    server::run(listener, args, state)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -32,6 +32,7 @@ use super::forward::{self, ConnState};
 use super::headers::{self, RequestIds};
 use super::limits::{Limits, HYPER_MAX_HEAD};
 use super::metrics::{ProxyMetrics, WorkerMetrics};
+use super::schedule::Schedule;
 use super::spread::{Handoff, Spread};
 use super::upstream::{Pool, Upstreams};
 use super::ProxyArgs;
@@ -53,6 +54,9 @@ pub struct Settings {
     pub via: Option<HeaderValue>,
     pub event_interval: u32,
     pub limits: Limits,
+    /// The programs' states from the supervisor's state channel, when the proxy
+    /// inherited one (`SELFHEAL_STATE_FD`); `None`: behave as without it.
+    pub schedule: Option<Arc<Schedule>>,
 }
 
 impl Settings {
@@ -71,6 +75,7 @@ impl Settings {
             via: a.via.clone(),
             event_interval: a.event_interval.max(1),
             limits: Limits::default(),
+            schedule: None,
         }
     }
 }
@@ -90,9 +95,18 @@ pub struct Worker {
 }
 
 /// Runs the proxy on `listener` until SIGTERM/SIGINT and the drain.
-pub fn run(listener: std::net::TcpListener, args: ProxyArgs) -> anyhow::Result<()> {
+pub fn run(
+    listener: std::net::TcpListener,
+    args: ProxyArgs,
+    state: Option<std::os::fd::OwnedFd>,
+) -> anyhow::Result<()> {
     let upstreams = Arc::new(Upstreams::parse(&args.upstream)?);
-    let cfg = Arc::new(Settings::from_args(&args));
+    let mut settings = Settings::from_args(&args);
+    if let Some(fd) = state {
+        settings.schedule =
+            Some(Schedule::start(fd, &upstreams).context("start the state-channel reader")?);
+    }
+    let cfg = Arc::new(settings);
     let workers = match args.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

@@ -96,6 +96,16 @@ impl Record {
         Record::new(program, "note", message, Map::new())
     }
 
+    /// A record of a kind defined outside this module (e.g. `restart_cost`).
+    pub fn typed(
+        program: Option<Arc<str>>,
+        kind: &'static str,
+        message: String,
+        fields: Map<String, Value>,
+    ) -> Record {
+        Record::new(program, kind, message, fields)
+    }
+
     fn new(
         program: Option<Arc<str>>,
         kind: &'static str,

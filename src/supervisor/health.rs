@@ -224,6 +224,7 @@ async fn exec(argv: &[String], waiters: &ExecWaiters) -> Result<String, String> 
             user: None,
             group: None,
             listen: &[],
+            state_fd: None,
             stdio: spawn::ChildStdio::Null,
             foreground: false,
             death_signal: libc::SIGKILL,

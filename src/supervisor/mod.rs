@@ -19,6 +19,9 @@
 //! - [`sockets`]: listen sockets kept across restarts.
 //! - [`services`]: replicas, reload, `restart`/`scale`/`signal` by name.
 //! - [`logs`]: prefixed program output and event lines.
+//! - [`memory`]: `max_memory`, measured from `/proc`; replacing an unhealthy program.
+//! - [`traffic`]: `traffic_health`, from the errors a front reports.
+//! - [`channel`]: the state channel to fronts (programs with `upstreams`).
 //! - [`metrics`]: Prometheus metrics, updated here, read by the admin API.
 
 // PID 1 must not panic: no unwrap/expect/panic/unchecked indexing on runtime
@@ -37,11 +40,13 @@
 )]
 
 pub mod backoff;
+pub mod channel;
 pub mod events;
 pub mod exec_error;
 pub mod health;
 mod hygiene;
 pub mod logs;
+pub mod memory;
 pub mod metrics;
 pub mod notes;
 pub mod reaper;
@@ -51,6 +56,7 @@ pub mod sockets;
 pub mod spawn;
 pub mod stack;
 pub mod state;
+pub mod traffic;
 
 use std::collections::{HashMap, VecDeque};
 use std::process::ExitCode;
@@ -98,6 +104,8 @@ pub enum Msg {
     },
     /// The current status, built on demand (nothing is built while nobody asks).
     Snapshot(oneshot::Sender<Snapshot>),
+    /// A front's report on its state channel.
+    Report(crate::statefd::Report),
     /// `selfheal reload`: re-read the config and apply it.
     Reload(oneshot::Sender<Result<Vec<services::Applied>, services::ReloadError>>),
     /// `selfheal scale NAME N`.
@@ -236,6 +244,10 @@ pub(crate) struct Slot {
     spawned_boot: Duration,
     /// The process group of the current or last incarnation (its leader's pid).
     last_pgid: Option<Pid>,
+    /// Replacements by cause (`over_memory`, `traffic`), for the status.
+    replacements: std::collections::BTreeMap<&'static str, u64>,
+    /// The `traffic_health` window, when it has one.
+    traffic: Option<traffic::Window>,
 }
 
 struct Supervisor {
@@ -252,6 +264,7 @@ struct Supervisor {
     metrics: Arc<metrics::Metrics>,
     started_at_ms: u64,
     exit: Option<Exit>,
+    channels: channel::Channels,
     /// Every program's current config and held sockets, by name.
     configs: HashMap<Arc<str>, services::ServiceConfig>,
     /// The file `reload` reads (none in `selfheal -- CMD` without a config).
@@ -360,10 +373,16 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         metrics,
         started_at_ms: snapshot::now_ms(),
         exit: None,
+        channels: channel::Channels::default(),
         configs,
         config_path: services::reload_path(&config),
         log_files: HashMap::new(),
     };
+    if let Err(e) = sup.configure_channels() {
+        sup.output
+            .note(&format!("cannot open the state channel: {e}"));
+        return Exit::Internal;
+    }
     sup.carry_out(instances);
     sup.publish(Record::text(
         None,
@@ -387,9 +406,13 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
     let first = sup.stack.start(Instant::now());
     sup.carry_out(first);
 
+    let mut memory_tick = memory::timer(config.programs.iter().any(|p| p.max_memory.is_some()));
     let exit = loop {
         if let Some(exit) = sup.exit {
             break exit;
+        }
+        if memory_tick.is_none() && sup.configs.values().any(|c| c.program.max_memory.is_some()) {
+            memory_tick = memory::timer(true); // a reload gave a program max_memory
         }
         let deadline = sup.stack.next_deadline();
         tokio::select! {
@@ -398,6 +421,7 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
             Some(signal) = signals.rx.recv() => sup.feed(StackInput::Signal(signal)),
             Some(msg) = rx.recv() => sup.on_message(msg),
             _ = sleep_until(deadline) => sup.feed(StackInput::Deadline),
+            _ = memory::tick(&mut memory_tick) => sup.check_memory(),
         }
     };
     if let Some(advertised) = advertised {
@@ -519,6 +543,7 @@ impl Supervisor {
                     replica,
                 } => {
                     self.new_slot(index, &service, replica);
+                    self.channels.touch(&service);
                     None
                 }
                 StackAction::Gone(index) => {
@@ -547,6 +572,7 @@ impl Supervisor {
         for i in touched {
             self.sync_probe(i);
         }
+        self.sync_channels();
     }
 
     /// Member `index`'s output also goes to `config`'s file (one writer per
@@ -595,6 +621,7 @@ impl Supervisor {
             .and_then(|m| m.instance.replaces);
         if let Some(old) = replaced.and_then(|o| self.slots.get(o)) {
             slot.generation = old.generation;
+            slot.replacements = old.replacements.clone();
         }
         self.slots.push(slot);
     }
@@ -610,6 +637,9 @@ impl Supervisor {
         if let Some(config) = self.configs.get(slot.program.name.as_str()) {
             slot.program = config.program.clone();
             slot.listen = config.listen.clone();
+            if slot.traffic.as_ref().map(traffic::Window::rule) != config.program.traffic_health {
+                slot.traffic = config.program.traffic_health.map(traffic::Window::new);
+            }
         }
         slot.generation += 1;
         let p = &slot.program;
@@ -630,6 +660,7 @@ impl Supervisor {
             user: p.user.as_deref(),
             group: p.group.as_deref(),
             listen: &slot.listen,
+            state_fd: self.channels.child_fd(&p.name),
             stdio: if p.main {
                 spawn::ChildStdio::Inherit
             } else {
@@ -649,6 +680,7 @@ impl Supervisor {
                 slot.spawned_boot = boot_time();
                 slot.last_pgid = Some(child.pid);
                 self.leaders.insert(child.pid, i);
+                self.channels.spawned(&p.name);
                 if let (Some(reader), Some(m)) = (child.output, self.stack.members.get(i)) {
                     logs::pump(self.output.clone(), m.name.clone(), reader);
                 }
@@ -851,6 +883,7 @@ impl Supervisor {
             Msg::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
+            Msg::Report(report) => self.on_report(report),
             Msg::Reload(reply) => {
                 let _ = reply.send(self.reload());
             }
@@ -878,7 +911,15 @@ impl Supervisor {
                     .service(&m.instance.service)
                     .is_some_and(|s| s.replicas > 1);
                 let rollout = self.stack.rollout_state(&m.instance.service);
-                status_of(m, s, now, many, rollout)
+                ProgramStatus {
+                    last_restart: self.channels.last_restart(&m.instance.service),
+                    replacements_by_cause: s
+                        .replacements
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), *v))
+                        .collect(),
+                    ..status_of(m, s, now, many, rollout)
+                }
             })
             .collect();
         Snapshot {
@@ -967,6 +1008,8 @@ fn status_of(
             ok: p.ok,
             reason: p.reason.clone(),
         }),
+        last_restart: None,
+        replacements_by_cause: Default::default(),
     }
 }
 

@@ -97,6 +97,11 @@ pub(crate) fn slot_of(config: &ServiceConfig, replica: u32) -> Slot {
         spawned_at: Instant::now(),
         spawned_boot: std::time::Duration::ZERO,
         last_pgid: None,
+        replacements: Default::default(),
+        traffic: config
+            .program
+            .traffic_health
+            .map(super::traffic::Window::new),
     }
 }
 
@@ -212,6 +217,11 @@ impl Supervisor {
         // process (which holds them through its slot) is gone.
         for a in applied.iter().filter(|a| a.change == "removed") {
             self.configs.remove(a.program.as_str());
+        }
+        // Before the changes: new and restarted processes of a front get its channel.
+        if let Err(e) = self.configure_channels() {
+            let text = format!("reload: cannot open a state channel: {e}");
+            self.publish(super::events::Record::text(None, text));
         }
         self.feed(StackInput::Apply(plan.changes));
         self.metrics.reloaded(&new.programs);

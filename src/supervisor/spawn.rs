@@ -46,6 +46,9 @@ pub struct Spec<'a> {
     pub group: Option<&'a str>,
     /// Sockets handed over as fd 3, 4, … with their names.
     pub listen: &'a [(OwnedFd, String)],
+    /// The state channel's child end, handed over as the descriptor after the
+    /// listen sockets and named by `SELFHEAL_STATE_FD`.
+    pub state_fd: Option<RawFd>,
     /// Where its stdin, stdout and stderr go.
     pub stdio: ChildStdio,
     /// Make its process group the terminal's foreground group (when stdin is a
@@ -95,6 +98,7 @@ pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
     )?;
     let listen_fds: Vec<RawFd> = spec.listen.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
     let mut image = ExecImage::new(&program, spec.argv, &env, listen_fds)?;
+    image.state_fd = spec.state_fd.map(|fd| (fd, state_fd_target(spec)));
     image.credentials = identity.credentials;
     image.workdir = spec.workdir.map(|d| cstring(d.as_os_str())).transpose()?;
 
@@ -142,6 +146,11 @@ impl Identity {
     }
 }
 
+/// The number the state channel gets in the child: right after the listen sockets.
+fn state_fd_target(spec: &Spec) -> RawFd {
+    FIRST_LISTEN_FD + spec.listen.len() as RawFd
+}
+
 /// The supervisor's environment, byte for byte, minus its own `LISTEN_*` and
 /// `NOTIFY_SOCKET`; then the user's `HOME`/`USER`/`LOGNAME`, the program's
 /// `env`, and the `LISTEN_FDS`/`LISTEN_FDNAMES` of its sockets.
@@ -150,7 +159,11 @@ fn environment(spec: &Spec, user: Option<&nix::unistd::User>) -> Vec<(OsString, 
     static OWN: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
     let own = OWN.get_or_init(|| {
         std::env::vars_os()
-            .filter(|(k, _)| !k.as_bytes().starts_with(b"LISTEN_") && k != "NOTIFY_SOCKET")
+            .filter(|(k, _)| {
+                !k.as_bytes().starts_with(b"LISTEN_")
+                    && k != "NOTIFY_SOCKET"
+                    && k != crate::statefd::ENV
+            })
             .collect()
     });
     let mut env = own.clone();
@@ -170,6 +183,12 @@ fn environment(spec: &Spec, user: Option<&nix::unistd::User>) -> Vec<(OsString, 
         set("LISTEN_FDS", spec.listen.len().to_string().into());
         let names: Vec<&str> = spec.listen.iter().map(|(_, n)| n.as_str()).collect();
         set("LISTEN_FDNAMES", names.join(":").into());
+    }
+    if spec.state_fd.is_some() {
+        set(
+            crate::statefd::ENV,
+            state_fd_target(spec).to_string().into(),
+        );
     }
     env
 }
@@ -394,6 +413,8 @@ struct ExecImage {
     /// `LISTEN_PID=` followed by room for the digits and a NUL; owned here.
     listen_pid: Option<*mut u8>,
     listen_fds: Vec<RawFd>,
+    /// `(source, target)` of the state channel.
+    state_fd: Option<(RawFd, RawFd)>,
     credentials: Credentials,
     /// Entered after the credentials change, so the program's user must be
     /// able to enter it (as with std's `current_dir` and `runuser`).
@@ -470,6 +491,7 @@ impl ExecImage {
             envp,
             listen_pid,
             listen_fds,
+            state_fd: None,
             credentials: Credentials::default(),
             workdir: None,
             foreground: false,
@@ -554,6 +576,13 @@ impl ExecImage {
             }
             for (i, &fd) in self.listen_fds.iter().enumerate() {
                 let target = FIRST_LISTEN_FD + i as RawFd;
+                if fd == target {
+                    libc::fcntl(fd, libc::F_SETFD, 0);
+                } else if libc::dup2(fd, target) < 0 {
+                    return Err(Step::Setup.error());
+                }
+            }
+            if let Some((fd, target)) = self.state_fd {
                 if fd == target {
                     libc::fcntl(fd, libc::F_SETFD, 0);
                 } else if libc::dup2(fd, target) < 0 {

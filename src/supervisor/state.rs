@@ -18,6 +18,9 @@
 //! | Backoff  | Starting¹ | restart rule | – | – | – | Spawn | Spawn | Stopped | Spawn | – |
 //! | Stopped, Exited, Failed | Starting¹ | unchanged | – | – | – | – | Waiting | – | Waiting | – |
 //!
+//! `Replace` (memory limit, traffic health) → Stopping(recover) in Starting and
+//! Running, as a liveness failure; ignored ("–") in every other state.
+//!
 //! `Suspended`/`Continued` (the leader was stopped with SIGSTOP/SIGTSTP, or
 //! continued) only flip [`Machine::suspended`], in any state with that pid.
 //!
@@ -247,6 +250,10 @@ pub enum Input {
     Start,
     Stop,
     Restart,
+    /// The live incarnation is unhealthy by another measure than its probe
+    /// (memory limit, traffic health): stopped and restarted as after a
+    /// liveness failure (counted, per policy). Ignored unless live.
+    Replace,
 }
 
 impl Input {
@@ -643,6 +650,7 @@ impl Machine {
             | Input::GroupGone { .. }
             | Input::Suspended { .. }
             | Input::Probe { .. }
+            | Input::Replace
             | Input::Deadline
             | Input::Start
             | Input::Restart => State::Waiting,
@@ -681,6 +689,9 @@ impl Machine {
             }
             Input::Stop => self.stop(pid, since, AfterStop::Stay, now, actions),
             Input::Restart => self.stop(pid, since, AfterStop::Restart, now, actions),
+            // The liveness path without the probe count: a signal from
+            // elsewhere (memory, traffic) says this incarnation is unhealthy.
+            Input::Replace => self.stop(pid, since, AfterStop::Recover, now, actions),
             Input::Exited { .. }
             | Input::Suspended { .. }
             | Input::GroupGone { .. }
@@ -811,6 +822,7 @@ impl Machine {
             | Input::Spawned { .. }
             | Input::SpawnFailed(_)
             | Input::Probe { .. }
+            | Input::Replace
             | Input::DepsReady => State::Stopping(s),
         }
     }
@@ -896,6 +908,7 @@ impl Machine {
             | Input::GroupGone { .. }
             | Input::Suspended { .. }
             | Input::Probe { .. }
+            | Input::Replace
             | Input::DepsReady => State::Backoff { until },
         }
     }
@@ -925,6 +938,7 @@ impl Machine {
             | Input::GroupGone { .. }
             | Input::Suspended { .. }
             | Input::Probe { .. }
+            | Input::Replace
             | Input::Deadline
             | Input::Stop
             | Input::DepsReady => state,

@@ -53,6 +53,20 @@ impl Stack {
         Self::start_from(&shipped_config(), dir, ports, env)
     }
 
+    /// The shipped stack with the shipped config edited: each `(from, to)` is
+    /// replaced once (the text must be there).
+    pub fn start_edited(edits: &[(&str, &str)]) -> Stack {
+        let dir = temp_dir();
+        let mut text = std::fs::read_to_string(shipped_config()).expect("read supervisor.toml");
+        for (from, to) in edits {
+            assert!(text.contains(from), "supervisor.toml has no {from:?}");
+            text = text.replacen(from, to, 1);
+        }
+        let path = dir.path().join("edited.toml");
+        std::fs::write(&path, text).expect("write edited config");
+        Self::start_from(&path, dir, Ports::free(), &[])
+    }
+
     /// Starts the stack described by `config` (the shipped one, or a copy
     /// edited by a test) as [`Stack::start_in`] does.
     pub fn start_from(

@@ -469,3 +469,33 @@ async fn a_suspended_program_is_shown_suspended_and_not_ready() {
     );
     assert_eq!(m.state_name(), "running");
 }
+
+/// `Replace` (memory, traffic) takes the liveness path when live: the stop
+/// signal, Stopping(recover), then the restart rule; elsewhere it is ignored.
+#[tokio::test(start_paused = true)]
+async fn replace_stops_a_live_program_to_restart_it_and_is_ignored_otherwise() {
+    let mut m = Machine::new(policy(RestartPolicy::OnFailure), 1);
+    assert!(m.step(Input::Replace, Instant::now()).is_empty());
+    assert_eq!(m.state, State::Waiting);
+    spawned(&mut m, 10);
+    let actions = m.step(Input::Replace, Instant::now());
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::Signal {
+            pid: 10,
+            signal: Signal::SIGTERM
+        }
+    )));
+    assert!(matches!(
+        m.state,
+        State::Stopping(Stopping {
+            then: AfterStop::Recover,
+            ..
+        })
+    ));
+    // Ignored while stopping.
+    assert!(m.step(Input::Replace, Instant::now()).is_empty());
+    let actions = m.step(Input::exited(10, exit(0)), Instant::now());
+    // Counted as a failure: restarted per policy even after code 0.
+    assert!(has_spawn(&actions) || matches!(m.state, State::Backoff { .. }));
+}

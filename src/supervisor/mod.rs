@@ -237,8 +237,6 @@ struct Supervisor {
     slots: Vec<Slot>,
     /// Live leader pid → program index.
     leaders: HashMap<Pid, usize>,
-    /// The leaders' pidfds: their exits, reaped without a SIGCHLD.
-    pidfds: reaper::Leaders,
     tx: mpsc::UnboundedSender<Msg>,
     waiters: ExecWaiters,
     output: Output,
@@ -339,7 +337,6 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         main_death_signal: args.main.pdeathsig,
         slots: Vec::new(),
         leaders: HashMap::new(),
-        pidfds: reaper::Leaders::default(),
         tx,
         waiters: ExecWaiters::default(),
         output,
@@ -371,7 +368,6 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
     let first = sup.stack.start(Instant::now());
     sup.carry_out(first);
 
-    let leader_exits = sup.pidfds.readiness();
     let exit = loop {
         if let Some(exit) = sup.exit {
             break exit;
@@ -379,13 +375,7 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         let deadline = sup.stack.next_deadline();
         tokio::select! {
             biased;
-            // Before SIGCHLD: a leader's exit raises both, and its pidfd
-            // reaps and respawns it without walking every child first.
-            mut exited = reaper::leader_exited(leader_exits.as_ref()) => {
-                sup.reap(false);
-                exited.clear_ready();
-            }
-            _ = signals.child.recv() => sup.reap(true),
+            _ = signals.child.recv() => sup.reap(),
             Some(signal) = signals.rx.recv() => sup.feed(StackInput::Signal(signal)),
             Some(msg) = rx.recv() => sup.on_message(msg),
             _ = sleep_until(deadline) => sup.feed(StackInput::Deadline),
@@ -608,7 +598,6 @@ impl Supervisor {
             } else {
                 libc::SIGKILL
             },
-            pidfd: self.pidfds.enabled(),
         };
         match spawn::spawn(&spec) {
             Ok(child) => {
@@ -617,9 +606,6 @@ impl Supervisor {
                 slot.spawned_boot = boot_time();
                 slot.last_pgid = Some(child.pid);
                 self.leaders.insert(child.pid, i);
-                if let Some(pidfd) = child.pidfd {
-                    self.pidfds.watch(child.pid, pidfd);
-                }
                 if let (Some(reader), Some(m)) = (child.output, self.stack.members.get(i)) {
                     logs::pump(self.output.clone(), m.name.clone(), reader);
                 }
@@ -682,19 +668,8 @@ impl Supervisor {
         }
     }
 
-    /// Takes the children's events: the leaders whose pidfd says they exited,
-    /// and with `all` (a SIGCHLD) every child's, orphans' and stops included.
-    fn reap(&mut self, all: bool) {
-        let mut events = self.pidfds.drain();
-        if all {
-            let others = reaper::drain(|pid| self.leaders.contains_key(&pid));
-            for event in &others {
-                if let reaper::ChildEvent::Exited { pid, .. } = event {
-                    self.pidfds.forget(*pid);
-                }
-            }
-            events.extend(others);
-        }
+    fn reap(&mut self) {
+        let events = reaper::drain(|pid| self.leaders.contains_key(&pid));
         let mut exits = Vec::new();
         let mut orphan_groups = Vec::new();
         for event in events {

@@ -53,9 +53,6 @@ pub struct Spec<'a> {
     pub foreground: bool,
     /// The signal it gets when the supervisor dies (`PR_SET_PDEATHSIG`).
     pub death_signal: i32,
-    /// Hand back a pidfd ([`Child::pidfd`]) where the kernel has them
-    /// ([`super::reaper::pidfds_supported`]), for [`super::reaper::Leaders::watch`].
-    pub pidfd: bool,
 }
 
 /// The child's standard streams.
@@ -72,8 +69,6 @@ pub enum ChildStdio {
 pub struct Child {
     pub pid: Pid,
     pub output: Option<PipeReader>,
-    /// Its pidfd, when [`Spec::pidfd`] asked for one and the kernel has them.
-    pub pidfd: Option<OwnedFd>,
 }
 
 /// Spawns `spec`. Any failure before the program runs is an
@@ -106,11 +101,10 @@ pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
     image.foreground = spec.foreground;
     image.death_signal = spec.death_signal;
     let std_fds = StdFds::for_(spec.stdio)?;
-    let pidfd = spec.pidfd && super::reaper::pidfds_supported();
-    let result = vfork::spawn(&mut image, std_fds.raw(), pidfd);
+    let result = vfork::spawn(&mut image, std_fds.raw());
     let output = std_fds.into_output(); // closes the parent's copy of the write end
     match result {
-        Ok((pid, pidfd)) => Ok(Child { pid, output, pidfd }),
+        Ok(pid) => Ok(Child { pid, output }),
         Err(e) => Err(child_error(
             &e,
             &program,

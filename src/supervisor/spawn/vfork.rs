@@ -20,7 +20,7 @@
 //! calling `_exit`. The parent then reaps that child itself, at once, on the
 //! owner thread, so the one reaper never sees it.
 
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 
 use super::ExecImage;
 
@@ -83,28 +83,20 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 
 /// Starts `image` in a new process; returns its pid once it has exec'd, or the
 /// errno (possibly tagged with a [`super::Step`]) that stopped it.
-///
-/// With `pidfd`, the child is made with `CLONE_PIDFD` and its pidfd
-/// (close-on-exec) is returned too.
-pub(super) fn spawn(
-    image: &mut ExecImage,
-    stdio: [Option<RawFd>; 3],
-    pidfd: bool,
-) -> std::io::Result<(i32, Option<OwnedFd>)> {
+pub(super) fn spawn(image: &mut ExecImage, stdio: [Option<RawFd>; 3]) -> std::io::Result<i32> {
     // One stack, kept: a fresh 64 KiB per spawn cost page faults and zeroing
     // (≈ 4 % of the supervisor's samples when starting 1000 programs).
     thread_local! {
         static STACK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; CHILD_STACK]);
     }
-    STACK.with(|stack| spawn_on(&mut stack.borrow_mut(), image, stdio, pidfd))
+    STACK.with(|stack| spawn_on(&mut stack.borrow_mut(), image, stdio))
 }
 
 fn spawn_on(
     stack: &mut [u8],
     image: &mut ExecImage,
     stdio: [Option<RawFd>; 3],
-    want_pidfd: bool,
-) -> std::io::Result<(i32, Option<OwnedFd>)> {
+) -> std::io::Result<i32> {
     let parent = std::process::id() as libc::pid_t;
     let mut launch = Launch {
         image,
@@ -115,14 +107,6 @@ fn spawn_on(
     // SAFETY: see the module docs. The stack outlives the child's use of it
     // (the parent sleeps until exec/_exit); the top is 16-byte aligned as the
     // ABI wants; signals are blocked around clone and restored after.
-    let flags = if want_pidfd {
-        libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD
-    } else {
-        libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD
-    };
-    let mut pidfd: libc::c_int = -1;
-    // SAFETY (also): with CLONE_PIDFD the kernel writes the new descriptor
-    // into `pidfd` (the parent_tid argument), which outlives the call.
     let (pid, clone_errno, error) = unsafe {
         let top = stack.as_mut_ptr().add(stack.len()) as usize & !15;
         let mut all: libc::sigset_t = std::mem::zeroed();
@@ -132,9 +116,8 @@ fn spawn_on(
         let pid = libc::clone(
             child_main,
             top as *mut libc::c_void,
-            flags,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             (&mut launch as *mut Launch<'_>).cast(),
-            &mut pidfd as *mut libc::c_int,
         );
         let clone_errno = std::io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
@@ -143,13 +126,11 @@ fn spawn_on(
     if pid < 0 {
         return Err(clone_errno);
     }
-    // SAFETY: a pidfd the kernel just made for us; nothing else owns it.
-    let pidfd = (want_pidfd && pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
     if error != 0 {
         // It _exit'ed: reap it here, on the owner thread, so the reaper never
         // mistakes it for an orphan.
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         return Err(std::io::Error::from_raw_os_error(error));
     }
-    Ok((pid, pidfd))
+    Ok(pid)
 }

@@ -154,6 +154,7 @@ impl Supervisor {
             && member.machine.is_ready()
             && !self.stack.rolling(&service);
         self.publish(record);
+        self.metrics.replaced(&service, cause);
         if let Some(slot) = self.slots.get_mut(index) {
             *slot.replacements.entry(cause).or_default() += 1;
         }

@@ -35,6 +35,7 @@ use std::time::Duration;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
@@ -221,6 +222,9 @@ pub struct Metrics {
     log_lines_dropped: Counter,
     /// Programs with a `metrics` URL, in config order (replaced at a reload).
     federated: Mutex<Vec<Federated>>,
+    /// Replacements of an unhealthy process by cause (`over_memory`,
+    /// `traffic`), labelled `program` and `cause`.
+    replacements: Family<Vec<(String, String)>, Counter>,
 }
 
 /// The programs of `programs` that have a `metrics` URL, in order.
@@ -252,6 +256,7 @@ impl Metrics {
             orphans: Counter::default(),
             log_lines_dropped,
             federated: Mutex::new(federated_of(programs)),
+            replacements: Family::default(),
         }
     }
 
@@ -331,6 +336,16 @@ impl Metrics {
         self.orphans.inc();
     }
 
+    /// A process of `program` is being replaced for `cause` (`over_memory`:
+    /// its `max_memory`; `traffic`: its `traffic_health`).
+    pub fn replaced(&self, program: &str, cause: &str) {
+        let labels = vec![
+            ("program".to_string(), program.to_string()),
+            ("cause".to_string(), cause.to_string()),
+        ];
+        self.replacements.get_or_create(&labels).inc();
+    }
+
     /// The supervisor's own series in the OpenMetrics text format, without the
     /// final `# EOF` (the API appends federated pages, then it). The gauges
     /// come from `status` (the owner's snapshot), when there is one.
@@ -345,6 +360,11 @@ impl Metrics {
             "selfheal_log_lines_dropped",
             "Program and supervisor output lines dropped because stdout was stalled",
             self.log_lines_dropped.clone(),
+        );
+        registry.register(
+            "selfheal_program_replacements",
+            "Processes replaced because they were unhealthy, by cause (over_memory: max_memory; traffic: traffic_health)",
+            self.replacements.clone(),
         );
         registry.register(
             "selfheal_build",

@@ -89,6 +89,14 @@ fn a_leaking_app_is_replaced_within_a_second_and_a_half_losing_no_request() {
         stack.proc.output().contains("over its memory limit"),
         "no over_memory event"
     );
+    let replaced: Vec<f64> = crate::ops_metrics::samples(&stack.socket())
+        .into_iter()
+        .filter(|s| s.name == "selfheal_program_replacements_total")
+        .filter(|s| s.labels.get("program").map(String::as_str) == Some("app"))
+        .filter(|s| s.labels.get("cause").map(String::as_str) == Some("over_memory"))
+        .map(|s| s.value)
+        .collect();
+    assert_eq!(replaced, vec![1.0], "the metric names the cause");
 }
 
 #[test]

@@ -49,6 +49,13 @@ fn an_app_failing_its_traffic_is_replaced() {
     );
     assert_eq!(replacements(&stack)["traffic"], 1);
     assert!(stack.proc.output().contains("unhealthy traffic"));
+    let counted: Vec<f64> = crate::ops_metrics::samples(&stack.socket())
+        .into_iter()
+        .filter(|s| s.name == "selfheal_program_replacements_total")
+        .filter(|s| s.labels.get("cause").map(String::as_str) == Some("traffic"))
+        .map(|s| s.value)
+        .collect();
+    assert_eq!(counted, vec![1.0], "the metric names the cause");
 }
 
 #[test]

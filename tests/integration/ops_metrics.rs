@@ -16,10 +16,10 @@ use crate::sup_util::{kill, python, script, start_in, SOON};
 
 /// One sample: metric name (with `_total`, `_bucket`… suffix), labels, value.
 #[derive(Debug, Clone, serde::Deserialize)]
-struct Sample {
-    name: String,
-    labels: std::collections::BTreeMap<String, String>,
-    value: f64,
+pub struct Sample {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
 }
 
 /// Parses an OpenMetrics page with `prometheus_client`'s parser (which
@@ -83,7 +83,7 @@ fn scrape(socket: &Path) -> (String, String) {
 }
 
 /// The parsed page.
-fn samples(socket: &Path) -> Vec<Sample> {
+pub fn samples(socket: &Path) -> Vec<Sample> {
     let (kind, page) = scrape(socket);
     assert!(
         kind.starts_with("application/openmetrics-text"),

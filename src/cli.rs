@@ -331,9 +331,11 @@ pub fn man_main(args: &ManArgs) -> anyhow::Result<std::process::ExitCode> {
             clap_mangen::generate_to(Cli::command(), dir)
                 .with_context(|| format!("write the pages into {}", dir.display()))?;
         }
-        None => clap_mangen::Man::new(Cli::command())
-            .render(&mut std::io::stdout())
-            .context("write the page")?,
+        None => match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+            // `selfheal man | head`: the reader has seen enough.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.context("write the page")?,
+        },
     }
     Ok(crate::exit::CliExit::Ok.into())
 }

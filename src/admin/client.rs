@@ -409,6 +409,19 @@ pub fn render(s: &Snapshot) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
+    // What each program's last restart cost its clients (when a front said).
+    for p in s.programs.iter().filter(|p| !p.retiring) {
+        if let Some(c) = &p.last_restart {
+            out.push_str(&format!(
+                "last restart of {}: down {}; requests held {}, replayed {}, shed {}\n",
+                p.name,
+                crate::supervisor::state::human(std::time::Duration::from_millis(c.down_ms)),
+                c.held,
+                c.replayed,
+                c.shed
+            ));
+        }
+    }
     out
 }
 

@@ -391,6 +391,9 @@ pub struct Gauges {
     pub start_ms: Option<u64>,
     /// The last exit of its newest instance that has one.
     pub last_exit_code: Option<i32>,
+    /// What its last restart cost (down time, requests held/replayed/shed),
+    /// when a front reported it.
+    pub last_restart: Option<crate::supervisor::channel::RestartCost>,
 }
 
 /// The gauges of every program in `status`, in order of first appearance.
@@ -431,6 +434,9 @@ pub fn gauges(status: &Snapshot) -> Vec<Gauges> {
         }
         if let Some(exit) = &p.last_exit {
             g.last_exit_code = Some(exit.code);
+        }
+        if let Some(cost) = &p.last_restart {
+            g.last_restart = Some(*cost);
         }
     }
     out.into_iter()
@@ -540,6 +546,30 @@ impl Collector for View {
             ),
             |g| g.last_exit_code.map(i64::from),
         )?;
+        gauge_family(
+            &mut encoder,
+            gauges,
+            (
+                "selfheal_program_last_restart_down",
+                "How long the program was not ready in its last restart, from death (or the decision to replace it) to ready again.",
+                Some(&Unit::Seconds),
+            ),
+            |g| g.last_restart.as_ref().map(|c| c.down_ms as f64 / 1000.0),
+        )?;
+        for (what, pick) in [
+            (
+                "held",
+                (|c| c.held) as fn(&crate::supervisor::channel::RestartCost) -> u64,
+            ),
+            ("replayed", |c| c.replayed),
+            ("shed", |c| c.shed),
+        ] {
+            let name = format!("selfheal_program_last_restart_{what}_requests");
+            let help = format!("Requests the proxy {what} during the program's last restart.");
+            gauge_family(&mut encoder, gauges, (&name, &help, None), |g| {
+                g.last_restart.as_ref().map(|c| pick(c) as i64)
+            })?;
+        }
         let counters = &self.counters;
         let mut family = encoder.encode_descriptor(
             "selfheal_program_restarts",

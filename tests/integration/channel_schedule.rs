@@ -140,4 +140,25 @@ fn restart_cost_is_in_the_status_and_the_events() {
             .contains("restart cost: down")
             .then_some(())
     });
+    // In the status table…
+    let (_, table) = stack.cli(&["status"]);
+    assert!(table.contains("last restart of app: down"), "{table}");
+    // …and in /metrics, the same figures.
+    let samples = crate::ops_metrics::samples(&stack.socket());
+    let value = |name: &str| {
+        samples
+            .iter()
+            .find(|s| s.name == name && s.labels.get("program").map(String::as_str) == Some("app"))
+            .map(|s| s.value)
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    let down = value("selfheal_program_last_restart_down_seconds");
+    assert!(
+        (down * 1000.0 - cost["down_ms"].as_f64().unwrap()).abs() < 1.5,
+        "{down} vs {cost}"
+    );
+    for key in ["held", "replayed", "shed"] {
+        let metric = value(&format!("selfheal_program_last_restart_{key}_requests"));
+        assert_eq!(metric, cost[key].as_f64().unwrap(), "{key}");
+    }
 }

@@ -249,7 +249,10 @@ impl Schedule {
 
     /// Returns once upstream `i`'s `incarnation` is being replaced: the
     /// program is `draining` it, or a later incarnation exists already (a
-    /// `draining` message may have been coalesced away). Never otherwise.
+    /// `draining` message may have been coalesced away), or the program has
+    /// no process left at all (`stopped`, `failed`: a request still waiting
+    /// sits in the held socket's backlog, where nothing will accept it).
+    /// Never otherwise.
     pub async fn drained(&self, i: usize, incarnation: u64, rx: &mut watch::Receiver<u64>) {
         loop {
             let gone = self
@@ -259,6 +262,7 @@ impl Schedule {
                 .is_some_and(|k| {
                     (k.phase == Phase::Draining && k.incarnation == incarnation)
                         || k.incarnation > incarnation
+                        || matches!(k.phase, Phase::Stopped | Phase::Failed)
                 });
             if gone {
                 return;

@@ -284,6 +284,7 @@ fn three_replicas_answer_and_a_killed_one_costs_no_request() {
         let now = wait_instances(&stack, "app", 3);
         (!now.contains(&pids[1])).then_some(())
     });
+    load.wait_more(50);
     load.finish(Duration::from_millis(500));
 }
 

@@ -271,6 +271,14 @@ impl Channels {
         }
     }
 
+    /// A change of the set of programs (reload, restart, scale): every
+    /// fronted program's view is looked at again at the next [`Channels::sync`].
+    pub fn touch_all(&mut self) {
+        for t in self.tracks.values_mut() {
+            t.resend = true;
+        }
+    }
+
     /// Program `service` gained a process (surge, scale, reload): its view is
     /// sent at the next [`Channels::sync`] even if it did not change.
     pub fn touch(&mut self, service: &str) {
@@ -283,8 +291,19 @@ impl Channels {
     /// the changes; notes when a fronted program stops being ready and when it
     /// is ready again (the outage's `down_ms`; the `restart_cost` record is
     /// published when the front reports its counts, [`Channels::report`]).
-    pub fn sync(&mut self, now: Instant, mut view_of: impl FnMut(&str) -> View) {
+    /// Only programs `changed` says an input touched (or never sent, or marked
+    /// with [`Channels::touch`]) are looked at: the views cost a pass over the
+    /// members, which must not be paid on every input of the event loop.
+    pub fn sync(
+        &mut self,
+        now: Instant,
+        changed: impl Fn(&str) -> bool,
+        mut view_of: impl FnMut(&str) -> View,
+    ) {
         for (f, t) in self.tracks.iter_mut() {
+            if t.last.is_some() && !t.resend && !changed(f) {
+                continue;
+            }
             let v = view_of(f);
             if t.last.is_some_and(|l| same(l, v)) && !t.resend {
                 continue;
@@ -488,12 +507,20 @@ impl super::Supervisor {
         combine(&views)
     }
 
-    /// Tells fronts of every change of the programs they front.
-    pub(super) fn sync_channels(&mut self) {
+    /// Tells fronts of every change of the programs they front; `touched`:
+    /// the members the last inputs changed.
+    pub(super) fn sync_channels(&mut self, touched: &[usize]) {
         let now = Instant::now();
         let now_ms = crate::admin::snapshot::now_ms();
+        let services: Vec<Arc<str>> = touched
+            .iter()
+            .filter_map(|i| Some(self.stack.members.get(*i)?.instance.service.clone()))
+            .collect();
+        let changed = |service: &str| services.iter().any(|s| **s == *service);
         let mut channels = std::mem::take(&mut self.channels);
-        channels.sync(now, |service| self.service_view(service, now, now_ms));
+        channels.sync(now, changed, |service| {
+            self.service_view(service, now, now_ms)
+        });
         self.channels = channels;
     }
 

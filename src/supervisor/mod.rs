@@ -486,14 +486,29 @@ impl Supervisor {
 
     /// Feeds one input to the stack and carries out everything that follows.
     fn feed(&mut self, input: StackInput) {
+        // The member the input is about counts as touched even when its
+        // machine reports nothing (a stop during backoff); a structural
+        // change may alter any program's combined state.
+        let touched = match &input {
+            StackInput::Program { index, .. } | StackInput::Admin { index, .. } => vec![*index],
+            StackInput::Apply(_) => {
+                self.channels.touch_all();
+                Vec::new()
+            }
+            _ => Vec::new(),
+        };
         let actions = self.stack.step(input, Instant::now());
-        self.carry_out(actions);
+        self.carry_out_touching(actions, touched);
     }
 
     /// Carries out actions; the facts they produce go back to the stack, in order.
     fn carry_out(&mut self, actions: Vec<StackAction>) {
+        self.carry_out_touching(actions, Vec::new());
+    }
+
+    /// [`Supervisor::carry_out`], with members already known to be touched.
+    fn carry_out_touching(&mut self, actions: Vec<StackAction>, mut touched: Vec<usize>) {
         let mut queue = VecDeque::from(actions);
-        let mut touched = Vec::new();
         while let Some(action) = queue.pop_front() {
             let fact = match action {
                 StackAction::Spawn(i) => {
@@ -547,6 +562,7 @@ impl Supervisor {
                     None
                 }
                 StackAction::Gone(index) => {
+                    touched.push(index);
                     if let Some(slot) = self.slots.get_mut(index) {
                         slot.listen = Arc::default(); // its sockets' last holder may be it
                         if let Some(probe) = slot.probe.take() {
@@ -569,10 +585,10 @@ impl Supervisor {
         }
         touched.sort_unstable();
         touched.dedup();
-        for i in touched {
-            self.sync_probe(i);
+        for i in &touched {
+            self.sync_probe(*i);
         }
-        self.sync_channels();
+        self.sync_channels(&touched);
     }
 
     /// Member `index`'s output also goes to `config`'s file (one writer per

@@ -201,7 +201,8 @@ impl EventLog {
     }
 }
 
-fn fields(value: Value) -> Map<String, Value> {
+/// The fields of a JSON object (`value` is always one here; anything else: none).
+pub(super) fn fields(value: Value) -> Map<String, Value> {
     match value {
         Value::Object(map) => map,
         _ => Map::new(),

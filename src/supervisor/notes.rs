@@ -288,9 +288,6 @@ impl Note {
             Note::RolloutDone { .. } => json!({ "ok": true }),
             Note::RolloutFailed { left, .. } => json!({ "ok": false, "left": left }),
         };
-        match value {
-            serde_json::Value::Object(map) => map,
-            _ => serde_json::Map::new(),
-        }
+        super::events::fields(value)
     }
 }

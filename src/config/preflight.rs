@@ -49,10 +49,11 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 const SHEBANG_MAX: usize = 256;
 
 /// Descriptors the supervisor keeps besides the per-program ones: stdio (3), the
-/// reserved low range for listen hand-over (`sockets::MAX_LISTEN`), and a margin
-/// for the runtime (epoll, eventfd, signals), the admin socket and its clients,
-/// and the pipes open while one child is being spawned.
-const BASE_DESCRIPTORS: u64 = 3 + crate::supervisor::sockets::MAX_LISTEN as u64 + 24;
+/// reserved low range for listen hand-over and spawn staging
+/// (`sockets::LOW_FDS_END`), and a margin for the runtime (epoll, eventfd,
+/// signals), the admin socket and its clients, and the pipes open while one
+/// child is being spawned.
+const BASE_DESCRIPTORS: u64 = crate::supervisor::sockets::LOW_FDS_END as u64 + 24;
 
 /// What the checks need to know about the host besides its filesystem.
 #[derive(Debug, Clone)]

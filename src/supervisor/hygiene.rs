@@ -34,7 +34,9 @@ const LAST_STANDARD_SIGNAL: libc::c_int = 31;
 ///   not the supervisor's death);
 /// - descriptors ≥ 3: marked close-on-exec, so none reaches a program. They
 ///   are not closed: the process may still use them (e.g. a descriptor handed
-///   over on purpose), and `CLOEXEC` is all the children need.
+///   over on purpose), and `CLOEXEC` is all the children need. (Those in the
+///   reserved low range are then renumbered above it, see
+///   `sockets::reserve_low_fds`.)
 ///
 /// Returns what could not be done, one message per failure (the caller prints
 /// them; none is fatal).

@@ -3,7 +3,8 @@
 //! hand-over safe.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage};
 
@@ -13,22 +14,68 @@ pub const MAX_LISTEN: usize = 16;
 /// Backlog of handed-over sockets: while a program restarts, clients wait here.
 const BACKLOG: i32 = 1024;
 
-/// Occupies every free descriptor number in 3 … 3 + MAX_LISTEN with a
+/// Where a child's stdio is staged before a spawn: the three numbers right
+/// after the listen range (see `spawn::vfork`).
+pub const STDIO_STAGE: RawFd = 3 + MAX_LISTEN as RawFd;
+
+/// End (exclusive) of the reserved low range: 3 … `LOW_FDS_END - 1`. Every
+/// descriptor a child needs until its `execve` sits below this number when it
+/// is spawned, so the child copies only these from the supervisor's table.
+pub const LOW_FDS_END: RawFd = STDIO_STAGE + 3;
+
+/// Whether [`reserve_low_fds`] got the whole range.
+static LOW_FDS_OWNED: AtomicBool = AtomicBool::new(false);
+
+/// Occupies every free descriptor number in 3 … `LOW_FDS_END - 1` with a
 /// close-on-exec `/dev/null`, for the life of the process. In the child,
-/// listen sockets are `dup2`ed onto those numbers; if a descriptor the child
-/// still needs until exec (std's exec-error pipe, a source socket) sat there, it
-/// would be clobbered. With the low numbers taken, such descriptors always land
-/// above the range.
+/// listen sockets are `dup2`ed onto 3 …; if a descriptor the child still needs
+/// until exec (a source socket, its stdio pipe) sat there, it would be
+/// clobbered. With the low numbers taken, such descriptors always land above
+/// the range. When the whole range is ours ([`low_fds_owned`]), spawning also
+/// stages a child's descriptors in it (`spawn::vfork`).
 pub fn reserve_low_fds() {
+    move_out_of_low_range();
     let mut kept = Vec::new();
-    for _ in 0..MAX_LISTEN + 3 {
+    for _ in 3..LOW_FDS_END {
         match std::fs::File::open("/dev/null") {
-            Ok(f) if f.as_raw_fd() < 3 + MAX_LISTEN as i32 => kept.push(f),
+            Ok(f) if f.as_raw_fd() < LOW_FDS_END => kept.push(f),
             _ => break,
         }
     }
+    // All distinct and below the end: the whole range exactly. Fewer means a
+    // descriptor the launcher left open sits in it (hygiene keeps those).
+    let owned = kept.len() == (3..LOW_FDS_END).len();
+    LOW_FDS_OWNED.store(owned, Ordering::Relaxed);
     // Deliberately leaked: the reservation lasts as long as the process.
     std::mem::forget(kept);
+}
+
+/// Renumbers descriptors a launcher left in 3 … `LOW_FDS_END - 1` to the
+/// first free number above the range (close-on-exec, as hygiene made every
+/// inherited descriptor). selfheal uses none of them by number, and no
+/// program receives them, so the range becomes entirely free for the
+/// reservation (a `perf record` or a shell leaves such descriptors).
+fn move_out_of_low_range() {
+    for fd in 3..LOW_FDS_END {
+        // SAFETY: fcntl on a plain integer; F_GETFD only reads the flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            continue; // not open
+        }
+        // SAFETY: as above; the copy gets a new number ≥ LOW_FDS_END, and the
+        // original is closed only once the copy exists.
+        unsafe {
+            if libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, LOW_FDS_END) >= 0 {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+/// Whether every number in 3 … `LOW_FDS_END - 1` holds the supervisor's own
+/// `/dev/null` reservation (false in unit tests and when a launcher's
+/// descriptor sits in the range).
+pub fn low_fds_owned() -> bool {
+    LOW_FDS_OWNED.load(Ordering::Relaxed)
 }
 
 /// Binds `addr` with SO_REUSEADDR and a deep backlog; close-on-exec.

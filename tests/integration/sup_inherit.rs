@@ -53,6 +53,24 @@ fn assert_clean_program(pid: i32, leak: &Path) {
     assert_eq!(numbers, [0, 1, 2], "{fds:?}");
 }
 
+/// The launcher's descriptor that sat in the reserved low range (5) is kept
+/// open but renumbered above it, so the whole range 3…21 is the supervisor's
+/// `/dev/null` and spawning can stage there (`sockets::reserve_low_fds`).
+fn assert_low_range_renumbered(supervisor: i32, leak: &Path) {
+    let fds = fds_of(supervisor);
+    let at = |n: i32| fds.iter().find(|(m, _)| *m == n).map(|(_, t)| t.clone());
+    assert_eq!(at(5).as_deref(), Some(Path::new("/dev/null")), "{fds:?}");
+    let moved: Vec<i32> = fds
+        .iter()
+        .filter(|(_, t)| t == leak)
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(
+        moved.len() == 2 && moved.iter().all(|n| *n >= 22),
+        "the launcher's descriptors should stay open above the reserved range: {fds:?}"
+    );
+}
+
 #[test]
 fn a_launchers_signal_mask_dispositions_and_fds_are_undone() {
     let dir = temp_dir();
@@ -73,6 +91,7 @@ fn a_launchers_signal_mask_dispositions_and_fds_are_undone() {
     );
     let victim = wait_child(pid, "the victim to run");
     assert_clean_program(victim, &dir.path().join("leaked-file"));
+    assert_low_range_renumbered(pid, &dir.path().join("leaked-file"));
     kill(victim, libc::SIGKILL);
     let next = wait_for("the victim to be reaped and restarted", SOON, || {
         children_of(pid).into_iter().find(|p| *p != victim)

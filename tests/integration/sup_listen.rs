@@ -66,3 +66,88 @@ backoff = {{ initial = "700ms", max = "700ms", jitter = 0 }}
         "{out}"
     );
 }
+
+/// Spawning stages a child's descriptors in the supervisor's reserved low
+/// range and the child copies only that range (`spawn/vfork.rs`): each
+/// program still gets exactly its stdio, its listen sockets on 3 … and its
+/// state channel after them, nothing else; and after every spawn, respawn
+/// included, the supervisor's range holds `/dev/null` again, so no program's
+/// pipe or socket stays open through it.
+#[test]
+fn a_program_gets_exactly_its_descriptors_and_the_reserved_range_is_restored() {
+    use crate::sup_hardening_util::fds_of;
+    let dir = temp_dir();
+    let (p1, p2, p3) = (free_port(), free_port(), free_port());
+    let sup = start_in(
+        dir,
+        "",
+        &format!(
+            r#"[programs.app]
+command = ["sleep", "infinity"]
+listen = ["127.0.0.1:{p1}", "127.0.0.1:{p2}"]
+backoff = {{ initial = "0s" }}
+
+[programs.front]
+command = ["sleep", "infinity"]
+listen = ["127.0.0.1:{p3}"]
+upstreams = ["app"]
+backoff = {{ initial = "0s" }}
+"#
+        ),
+    );
+    let supervisor = sup.proc.pid();
+    let kinds = |pid: i32| -> Vec<(i32, String)> {
+        let mut fds: Vec<(i32, String)> = fds_of(pid)
+            .into_iter()
+            .map(|(n, target)| {
+                let t = target.display().to_string();
+                let kind = t.split(':').next().unwrap_or_default().to_string();
+                (n, kind)
+            })
+            .collect();
+        fds.sort();
+        fds
+    };
+    let expect_range_restored = || {
+        let fds = kinds(supervisor);
+        let range: Vec<&(i32, String)> = fds.iter().filter(|(n, _)| (3..22).contains(n)).collect();
+        assert_eq!(
+            range.len(),
+            19,
+            "the reserved range 3…21 is not all there: {fds:?}"
+        );
+        assert!(
+            range.iter().all(|(_, kind)| kind == "/dev/null"),
+            "a program's descriptor stayed in the supervisor's reserved range: {fds:?}"
+        );
+    };
+    for round in 0..3 {
+        let app = sup.wait_pid("app");
+        let front = sup.wait_pid("front");
+        let stdio = |kind: &str| {
+            vec![
+                (0, "/dev/null".to_string()),
+                (1, kind.to_string()),
+                (2, kind.to_string()),
+            ]
+        };
+        let mut want = stdio("pipe");
+        want.extend([(3, "socket".to_string()), (4, "socket".to_string())]);
+        assert_eq!(kinds(app), want, "app, round {round}");
+        let mut want = stdio("pipe");
+        want.extend([(3, "socket".to_string()), (4, "socket".to_string())]);
+        assert_eq!(
+            kinds(front),
+            want,
+            "front (listen socket, state channel), round {round}"
+        );
+        expect_range_restored();
+        kill(app, libc::SIGKILL);
+        kill(front, libc::SIGKILL);
+        crate::harness::wait_for("both to be respawned", SOON, || {
+            let (a, f) = (sup.wait_pid("app"), sup.wait_pid("front"));
+            (a != app && f != front).then_some(())
+        });
+    }
+    expect_range_restored();
+}

@@ -19,10 +19,23 @@
 //! reports a failure by writing an errno into the shared [`Launch`] and
 //! calling `_exit`. The parent then reaps that child itself, at once, on the
 //! owner thread, so the one reaper never sees it.
+//!
+//! The child does not copy the supervisor's descriptor table either. With
+//! `CLONE_FILES` it starts on the parent's table, and its first call,
+//! `close_range(LOW_FDS_END, ~0, CLOSE_RANGE_UNSHARE)` (Linux 5.9), gives it a
+//! table of its own holding only the descriptors below `LOW_FDS_END`: its
+//! stdio, listen sockets and state channel, which the parent staged there just
+//! before (see [`Staged`]). Without it every spawn copied the whole table (one
+//! pipe per running program) and the child's `execve` closed every entry again:
+//! with 1000 programs, the largest cost of a respawn in perf (docs/benchmarks.md).
+//! When the low range is not all the supervisor's (a launcher's descriptor sits
+//! in it, `sockets::low_fds_owned`), nothing is staged and the child copies the
+//! whole table as `fork` would.
 
 use std::os::fd::RawFd;
 
 use super::ExecImage;
+use crate::supervisor::sockets::{self, LOW_FDS_END, STDIO_STAGE};
 
 /// Stack of the child until `execve`: it only runs `Launch::run` and
 /// `ExecImage::exec_in_child`, a few hundred bytes deep.
@@ -36,14 +49,111 @@ struct Launch<'a> {
     stdio: [Option<RawFd>; 3],
     /// Written by the child when it fails before or at `execve`.
     error: libc::c_int,
+    /// Cloned with `CLONE_FILES`: the child must take a table of its own first.
+    shares_table: bool,
+}
+
+/// In the child, on the parent's table: replaces it by a copy of the entries
+/// below `LOW_FDS_END` only. Falls back to `unshare(CLONE_FILES)` (a copy of
+/// the whole table, as without `CLONE_FILES`) on kernels before 5.9.
+///
+/// # Safety
+/// Only in a child cloned with `CLONE_FILES`; async-signal-safe.
+unsafe fn own_table() -> bool {
+    // SAFETY: plain system calls on integers; they change only this task's
+    // descriptor table pointer (the parent's table is left as it was).
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            LOW_FDS_END as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_UNSHARE,
+        ) == 0
+            || libc::unshare(libc::CLONE_FILES) == 0
+    }
+}
+
+/// The descriptors one spawn needs, moved into the reserved low range of the
+/// supervisor's own table (listen sockets and the state channel onto their
+/// numbers in the child, 3 …; stdio onto `STDIO_STAGE` …), each with
+/// close-on-exec. Dropping it puts `/dev/null` back into every slot it used, so
+/// no pipe stays open through a slot once the child has exec'd.
+///
+/// Only on the owner thread, the one that spawns: the slots are shared state.
+struct Staged {
+    null: RawFd,
+    slots: Vec<RawFd>,
+}
+
+impl Staged {
+    /// Stages `image`'s sockets and `stdio`, and rewrites them to their
+    /// slots. `None` (nothing rewritten, every slot restored) when the range is
+    /// not the supervisor's or a `dup3` failed; then the caller spawns without
+    /// `CLONE_FILES`.
+    fn stage(image: &mut ExecImage, stdio: &mut [Option<RawFd>; 3], null: RawFd) -> Option<Staged> {
+        if !sockets::low_fds_owned() {
+            return None;
+        }
+        let mut staged = Staged {
+            null,
+            slots: Vec::with_capacity(image.listen_fds.len() + 4),
+        };
+        let listen = (super::FIRST_LISTEN_FD..)
+            .zip(&image.listen_fds)
+            .map(|(slot, &fd)| staged.place(fd, slot))
+            .collect::<Option<Vec<RawFd>>>()?;
+        let state = match image.state_fd {
+            Some((fd, target)) => Some((staged.place(fd, target)?, target)),
+            None => None,
+        };
+        let mut io = *stdio;
+        for (slot, fd) in (STDIO_STAGE..).zip(io.iter_mut()) {
+            if let Some(fd) = fd.as_mut() {
+                *fd = staged.place(*fd, slot)?;
+            }
+        }
+        image.listen_fds = listen;
+        image.state_fd = state;
+        *stdio = io;
+        Some(staged)
+    }
+
+    /// `dup3(fd, slot, O_CLOEXEC)`; the slot from then on.
+    fn place(&mut self, fd: RawFd, slot: RawFd) -> Option<RawFd> {
+        // A source inside the range would be one of our /dev/null slots or be
+        // clobbered by a later one: never staged.
+        if fd < LOW_FDS_END || slot >= LOW_FDS_END {
+            return None;
+        }
+        // SAFETY: dup3 onto a slot of the reserved range, which holds only our
+        // own /dev/null or an earlier staging (restored in drop).
+        if unsafe { libc::dup3(fd, slot, libc::O_CLOEXEC) } != slot {
+            return None;
+        }
+        self.slots.push(slot);
+        Some(slot)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        for &slot in &self.slots {
+            // SAFETY: as in `place`; /dev/null back into our own slot.
+            unsafe { libc::dup3(self.null, slot, libc::O_CLOEXEC) };
+        }
+    }
 }
 
 impl Launch<'_> {
     /// Runs in the child. Returns only on failure, with the errno to report.
     fn run(&mut self) -> libc::c_int {
-        // SAFETY: setpgid, dup2 and fcntl are async-signal-safe system calls on
-        // plain integers.
+        // SAFETY: close_range, unshare, setpgid, dup2 and fcntl are
+        // async-signal-safe system calls on plain integers.
         unsafe {
+            // First: nothing below may touch the parent's table.
+            if self.shares_table && !own_table() {
+                return super::Step::Setup.errno();
+            }
             // Its own process group: stop signals go to the whole program.
             if libc::setpgid(0, 0) != 0 {
                 return super::Step::Setup.errno();
@@ -83,19 +193,30 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 
 /// Starts `image` in a new process; returns its pid once it has exec'd, or the
 /// errno (possibly tagged with a [`super::Step`]) that stopped it.
-pub(super) fn spawn(image: &mut ExecImage, stdio: [Option<RawFd>; 3]) -> std::io::Result<i32> {
+///
+/// `null` is the supervisor's `/dev/null`, put back into the staging slots.
+pub(super) fn spawn(
+    image: &mut ExecImage,
+    mut stdio: [Option<RawFd>; 3],
+    null: RawFd,
+) -> std::io::Result<i32> {
+    let staged = Staged::stage(image, &mut stdio, null);
+    let shares_table = staged.is_some();
     // One stack, kept: a fresh 64 KiB per spawn cost page faults and zeroing
     // (≈ 4 % of the supervisor's samples when starting 1000 programs).
     thread_local! {
         static STACK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; CHILD_STACK]);
     }
-    STACK.with(|stack| spawn_on(&mut stack.borrow_mut(), image, stdio))
+    let result = STACK.with(|stack| spawn_on(&mut stack.borrow_mut(), image, stdio, shares_table));
+    drop(staged); // the child has exec'd or exited: slots back to /dev/null
+    result
 }
 
 fn spawn_on(
     stack: &mut [u8],
     image: &mut ExecImage,
     stdio: [Option<RawFd>; 3],
+    shares_table: bool,
 ) -> std::io::Result<i32> {
     let parent = std::process::id() as libc::pid_t;
     let mut launch = Launch {
@@ -103,7 +224,9 @@ fn spawn_on(
         parent,
         stdio,
         error: 0,
+        shares_table,
     };
+    let files = if shares_table { libc::CLONE_FILES } else { 0 };
     // SAFETY: see the module docs. The stack outlives the child's use of it
     // (the parent sleeps until exec/_exit); the top is 16-byte aligned as the
     // ABI wants; signals are blocked around clone and restored after.
@@ -116,7 +239,7 @@ fn spawn_on(
         let pid = libc::clone(
             child_main,
             top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            libc::CLONE_VM | libc::CLONE_VFORK | files | libc::SIGCHLD,
             (&mut launch as *mut Launch<'_>).cast(),
         );
         let clone_errno = std::io::Error::last_os_error();

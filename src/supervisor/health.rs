@@ -228,6 +228,8 @@ async fn exec(argv: &[String], waiters: &ExecWaiters) -> Result<String, String> 
             stdio: spawn::ChildStdio::Null,
             foreground: false,
             death_signal: libc::SIGKILL,
+            // Reaped by the SIGCHLD drain, which hands the exit to its waiter.
+            pidfd: false,
         };
         let child = spawn::spawn(&spec).map_err(|t| t.to_string())?;
         map.insert(child.pid, tx);

@@ -257,6 +257,8 @@ struct Supervisor {
     slots: Vec<Slot>,
     /// Live leader pid → program index.
     leaders: HashMap<Pid, usize>,
+    /// The leaders' pidfds: their exits, reaped without a SIGCHLD.
+    pidfds: reaper::Leaders,
     tx: mpsc::UnboundedSender<Msg>,
     waiters: ExecWaiters,
     output: Output,
@@ -267,6 +269,9 @@ struct Supervisor {
     channels: channel::Channels,
     /// Every program's current config and held sockets, by name.
     configs: HashMap<Arc<str>, services::ServiceConfig>,
+    /// A reload changed `configs` since the loop last looked (whether the
+    /// memory timer is now needed is asked only then, not on every event).
+    reloaded: bool,
     /// The file `reload` reads (none in `selfheal -- CMD` without a config).
     config_path: Option<std::path::PathBuf>,
     /// `log_file` writers by path.
@@ -366,6 +371,7 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         main_death_signal: args.main.pdeathsig,
         slots: Vec::new(),
         leaders: HashMap::new(),
+        pidfds: reaper::Leaders::default(),
         tx,
         waiters: ExecWaiters::default(),
         output,
@@ -375,6 +381,7 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
         exit: None,
         channels: channel::Channels::default(),
         configs,
+        reloaded: false,
         config_path: services::reload_path(&config),
         log_files: HashMap::new(),
     };
@@ -407,17 +414,28 @@ async fn run(launch: Launch, args: RunArgs) -> Exit {
     sup.carry_out(first);
 
     let mut memory_tick = memory::timer(config.programs.iter().any(|p| p.max_memory.is_some()));
+    let leader_exits = sup.pidfds.readiness();
     let exit = loop {
         if let Some(exit) = sup.exit {
             break exit;
         }
-        if memory_tick.is_none() && sup.configs.values().any(|c| c.program.max_memory.is_some()) {
+        let reloaded = std::mem::take(&mut sup.reloaded);
+        if memory_tick.is_none()
+            && reloaded
+            && sup.configs.values().any(|c| c.program.max_memory.is_some())
+        {
             memory_tick = memory::timer(true); // a reload gave a program max_memory
         }
         let deadline = sup.stack.next_deadline();
         tokio::select! {
             biased;
-            _ = signals.child.recv() => sup.reap(),
+            // Before SIGCHLD: a leader's exit raises both, and its pidfd
+            // reaps and respawns it without walking every child first.
+            mut exited = reaper::leader_exited(leader_exits.as_ref()) => {
+                sup.reap(false);
+                exited.clear_ready();
+            }
+            _ = signals.child.recv() => sup.reap(true),
             Some(signal) = signals.rx.recv() => sup.feed(StackInput::Signal(signal)),
             Some(msg) = rx.recv() => sup.on_message(msg),
             _ = sleep_until(deadline) => sup.feed(StackInput::Deadline),
@@ -688,6 +706,7 @@ impl Supervisor {
             } else {
                 libc::SIGKILL
             },
+            pidfd: self.pidfds.enabled(),
         };
         match spawn::spawn(&spec) {
             Ok(child) => {
@@ -697,6 +716,9 @@ impl Supervisor {
                 slot.last_pgid = Some(child.pid);
                 self.leaders.insert(child.pid, i);
                 self.channels.spawned(&p.name);
+                if let Some(pidfd) = child.pidfd {
+                    self.pidfds.watch(child.pid, pidfd);
+                }
                 if let (Some(reader), Some(m)) = (child.output, self.stack.members.get(i)) {
                     logs::pump(self.output.clone(), m.name.clone(), reader);
                 }
@@ -764,8 +786,19 @@ impl Supervisor {
         }
     }
 
-    fn reap(&mut self) {
-        let events = reaper::drain(|pid| self.leaders.contains_key(&pid));
+    /// Takes the children's events: the leaders whose pidfd says they exited,
+    /// and with `all` (a SIGCHLD) every child's, orphans' and stops included.
+    fn reap(&mut self, all: bool) {
+        let mut events = self.pidfds.drain();
+        if all {
+            let others = reaper::drain(|pid| self.leaders.contains_key(&pid));
+            for event in &others {
+                if let reaper::ChildEvent::Exited { pid, .. } = event {
+                    self.pidfds.forget(*pid);
+                }
+            }
+            events.extend(others);
+        }
         let mut exits = Vec::new();
         let mut orphan_groups = Vec::new();
         for event in events {

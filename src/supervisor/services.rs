@@ -213,6 +213,7 @@ impl Supervisor {
         for (name, config) in plan.configs {
             self.configs.insert(name, config);
         }
+        self.reloaded = true;
         // A removed program is forgotten: its held sockets close once its last
         // process (which holds them through its slot) is gone.
         for a in applied.iter().filter(|a| a.change == "removed") {

@@ -56,6 +56,9 @@ pub struct Spec<'a> {
     pub foreground: bool,
     /// The signal it gets when the supervisor dies (`PR_SET_PDEATHSIG`).
     pub death_signal: i32,
+    /// Hand back a pidfd ([`Child::pidfd`]) where the kernel has them
+    /// ([`super::reaper::pidfds_supported`]), for [`super::reaper::Leaders::watch`].
+    pub pidfd: bool,
 }
 
 /// The child's standard streams.
@@ -72,6 +75,8 @@ pub enum ChildStdio {
 pub struct Child {
     pub pid: Pid,
     pub output: Option<PipeReader>,
+    /// Its pidfd, when [`Spec::pidfd`] asked for one and the kernel has them.
+    pub pidfd: Option<OwnedFd>,
 }
 
 /// Spawns `spec`. Any failure before the program runs is an
@@ -105,10 +110,11 @@ pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
     image.foreground = spec.foreground;
     image.death_signal = spec.death_signal;
     let std_fds = StdFds::for_(spec.stdio)?;
-    let result = vfork::spawn(&mut image, std_fds.raw(), dev_null()?);
+    let pidfd = spec.pidfd && super::reaper::pidfds_supported();
+    let result = vfork::spawn(&mut image, std_fds.raw(), dev_null()?, pidfd);
     let output = std_fds.into_output(); // closes the parent's copy of the write end
     match result {
-        Ok(pid) => Ok(Child { pid, output }),
+        Ok((pid, pidfd)) => Ok(Child { pid, output, pidfd }),
         Err(e) => Err(child_error(
             &e,
             &program,

@@ -32,7 +32,7 @@
 //! in it, `sockets::low_fds_owned`), nothing is staged and the child copies the
 //! whole table as `fork` would.
 
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use super::ExecImage;
 use crate::supervisor::sockets::{self, LOW_FDS_END, STDIO_STAGE};
@@ -195,11 +195,14 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 /// errno (possibly tagged with a [`super::Step`]) that stopped it.
 ///
 /// `null` is the supervisor's `/dev/null`, put back into the staging slots.
+/// With `pidfd`, the child is made with `CLONE_PIDFD` and its pidfd
+/// (close-on-exec) is returned too.
 pub(super) fn spawn(
     image: &mut ExecImage,
     mut stdio: [Option<RawFd>; 3],
     null: RawFd,
-) -> std::io::Result<i32> {
+    pidfd: bool,
+) -> std::io::Result<(i32, Option<OwnedFd>)> {
     let staged = Staged::stage(image, &mut stdio, null);
     let shares_table = staged.is_some();
     // One stack, kept: a fresh 64 KiB per spawn cost page faults and zeroing
@@ -207,7 +210,8 @@ pub(super) fn spawn(
     thread_local! {
         static STACK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; CHILD_STACK]);
     }
-    let result = STACK.with(|stack| spawn_on(&mut stack.borrow_mut(), image, stdio, shares_table));
+    let result =
+        STACK.with(|stack| spawn_on(&mut stack.borrow_mut(), image, stdio, shares_table, pidfd));
     drop(staged); // the child has exec'd or exited: slots back to /dev/null
     result
 }
@@ -217,7 +221,8 @@ fn spawn_on(
     image: &mut ExecImage,
     stdio: [Option<RawFd>; 3],
     shares_table: bool,
-) -> std::io::Result<i32> {
+    want_pidfd: bool,
+) -> std::io::Result<(i32, Option<OwnedFd>)> {
     let parent = std::process::id() as libc::pid_t;
     let mut launch = Launch {
         image,
@@ -230,6 +235,14 @@ fn spawn_on(
     // SAFETY: see the module docs. The stack outlives the child's use of it
     // (the parent sleeps until exec/_exit); the top is 16-byte aligned as the
     // ABI wants; signals are blocked around clone and restored after.
+    let flags = if want_pidfd {
+        libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD
+    } else {
+        libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD
+    };
+    let mut pidfd: libc::c_int = -1;
+    // SAFETY (also): with CLONE_PIDFD the kernel writes the new descriptor
+    // into `pidfd` (the parent_tid argument), which outlives the call.
     let (pid, clone_errno, error) = unsafe {
         let top = stack.as_mut_ptr().add(stack.len()) as usize & !15;
         let mut all: libc::sigset_t = std::mem::zeroed();
@@ -239,8 +252,9 @@ fn spawn_on(
         let pid = libc::clone(
             child_main,
             top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | files | libc::SIGCHLD,
+            flags | files,
             (&mut launch as *mut Launch<'_>).cast(),
+            &mut pidfd as *mut libc::c_int,
         );
         let clone_errno = std::io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
@@ -249,11 +263,13 @@ fn spawn_on(
     if pid < 0 {
         return Err(clone_errno);
     }
+    // SAFETY: a pidfd the kernel just made for us; nothing else owns it.
+    let pidfd = (want_pidfd && pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
     if error != 0 {
         // It _exit'ed: reap it here, on the owner thread, so the reaper never
         // mistakes it for an orphan.
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         return Err(std::io::Error::from_raw_os_error(error));
     }
-    Ok(pid)
+    Ok((pid, pidfd))
 }

@@ -170,9 +170,12 @@ fn access_log_costs_no_write_per_request() {
     let (base, _) = writes_for(quiet.pid(), &quiet_addr, n);
     let (logging, addr) = start_proxy(&[up.addr()], &[]);
     let (with_log, took) = writes_for(logging.pid(), &addr, n);
-    // One batch per 100 ms at most while the requests ran (the buffer never
-    // fills here), and one for the lines left at the end.
-    let batches = took.as_millis() as u64 / 100 + 2;
+    // One batch per 100 ms tick at most while the requests ran (the buffer
+    // never fills here): a span of t ms holds up to ⌊t/100⌋ + 1 ticks; one for
+    // the lines left at the end; and one of slack, because the two proxies'
+    // own write counts differ by one now and then (seen: 409 vs 404 writes in
+    // 288 ms on a loaded machine).
+    let batches = took.as_millis() as u64 / 100 + 3;
     assert!(
         batches < n as u64 / 2,
         "{n} requests took {took:?}: too slow to tell batches from lines"

@@ -185,6 +185,24 @@ def respawn(p, d, kills):
     return lat
 
 
+def machine_floors():
+    """The C controls of machine_floor.c, medians of 3 runs each."""
+    exe = os.path.join(WORK, "machine_floor")
+
+    def median(args):
+        runs = []
+        for _ in range(3):
+            done = subprocess.run(WRAP + [exe] + args, capture_output=True, text=True, check=True)
+            runs.append(tuple(float(x) for x in done.stdout.split()))
+        return sorted(runs)[1]
+
+    return {
+        "parallel": median(["parallel", str(N), "2"]),
+        "stop": median(["stop", str(N)]),
+        "exec": median(["exec", "200"]),
+    }
+
+
 def stop(p):
     t0 = time.monotonic_ns()
     p.send_signal(signal.SIGTERM)
@@ -201,6 +219,7 @@ def main():
     resp, resp1 = [], []
     rss = None
     floors = {}
+    more = {}
     try:
         for i in range(RUNS):
             log(f"run {i + 1}/{RUNS}: {N} programs")
@@ -223,6 +242,8 @@ def main():
                                       capture_output=True, text=True, check=True)
                 runs.append(tuple(float(x) for x in done.stdout.split()))
             floors[name] = sorted(runs)[1]
+        log(f"control: machine floors (parallel spawning, stop, one process's CPU)")
+        more = machine_floors()
         log(f"control: respawn latency with 1 program ({KILLS} kills)")
         p, d, *_ = start_run("control", 1, stamp)
         resp1 = respawn(p, d, KILLS)
@@ -266,6 +287,15 @@ def main():
     for name, (wall, cpu) in floors.items():
         out.append(f"| *control:* a C loop spawning {N} (3 MB heap), {name}: wall / parent CPU (median of 3) | "
                    f"{wall:.0f} / {cpu:.0f} ms | (machine floor) | – |")
+    cores = os.cpu_count() or 1
+    out += [
+        f"| *control:* the same {N} by posix_spawn from 2 threads at once: wall (median of 3) | "
+        f"{more['parallel'][0]:.0f} ms | (machine floor) | – |",
+        f"| *control:* CPU of one `sleep` from clone to exit (C, 200 in turn); × {N} ÷ {cores} cores | "
+        f"{more['exec'][0]:.0f} µs; {more['exec'][0] * N / cores / 1e3:.0f} ms | (lower bound of the start) | – |",
+        f"| *control:* a C parent stopping {N} `sleep`s: SIGTERM to each group → all reaped; parent CPU (median of 3) | "
+        f"{more['stop'][0]:.0f} / {more['stop'][1]:.0f} ms | (machine floor) | – |",
+    ]
     print("\n".join(out))
 
 

@@ -116,6 +116,78 @@ int main(int argc, char **argv) {
 }
 C
 gcc -O2 -o "$WORK/spawn_floor" "$WORK/spawn_floor.c"
+# machine_floor: more controls, each a floor no supervisor can beat here.
+#   parallel N T  N `sleep infinity` spawned by T threads at once (posix_spawn,
+#                 own group, stdout to a pipe): wall ms. Shows whether spawning
+#                 from several threads would beat the serial loop.
+#   stop N        N `sleep infinity` (posix_spawn, own groups), then SIGTERM to
+#                 each group (last first) and wait for all: ms from the first
+#                 kill until the last is reaped, and the parent's CPU ms.
+#   exec K        K `sleep 0` one after the other, each waited for: the CPU
+#                 (user + system, from RUSAGE_CHILDREN) one process costs from
+#                 clone to exit, in µs; N of them cost N × that of the cores.
+cat > "$WORK/machine_floor.c" <<'C'
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+extern char **environ;
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e3 + t.tv_nsec / 1e6; }
+static double cpu(int who) {
+    struct rusage r; getrusage(who, &r);
+    return r.ru_utime.tv_sec * 1e3 + r.ru_utime.tv_usec / 1e3 + r.ru_stime.tv_sec * 1e3 + r.ru_stime.tv_usec / 1e3;
+}
+static pid_t spawn_one(const char *arg) {
+    char *args[] = {"/usr/bin/sleep", (char *)arg, NULL};
+    int out[2]; pipe2(out, O_CLOEXEC);
+    posix_spawn_file_actions_t fa; posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawnattr_t at; posix_spawnattr_init(&at);
+    posix_spawnattr_setpgroup(&at, 0); posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
+    pid_t pid; posix_spawn(&pid, args[0], &fa, &at, args, environ);
+    posix_spawn_file_actions_destroy(&fa); posix_spawnattr_destroy(&at);
+    close(out[1]);
+    return pid;
+}
+static pid_t *pids; static int per;
+static void *spawner(void *arg) {
+    long k = (long)arg;
+    for (int i = 0; i < per; i++) pids[k * per + i] = spawn_one("infinity");
+    return NULL;
+}
+int main(int argc, char **argv) {
+    int n = atoi(argv[2]);
+    if (!strcmp(argv[1], "parallel")) {
+        int threads = atoi(argv[3]); per = n / threads; pids = calloc(n, sizeof(pid_t));
+        pthread_t t[16]; double t0 = now();
+        for (long i = 0; i < threads; i++) pthread_create(&t[i], NULL, spawner, (void *)i);
+        for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
+        printf("%.1f\n", now() - t0);
+        for (int i = 0; i < per * threads; i++) kill(pids[i], SIGKILL);
+        while (wait(NULL) > 0) {}
+    } else if (!strcmp(argv[1], "stop")) {
+        pids = calloc(n, sizeof(pid_t));
+        for (int i = 0; i < n; i++) pids[i] = spawn_one("infinity");
+        usleep(1000000);
+        double t0 = now(), c0 = cpu(RUSAGE_SELF);
+        for (int i = n - 1; i >= 0; i--) kill(-pids[i], SIGTERM);
+        while (wait(NULL) > 0) {}
+        printf("%.1f %.1f\n", now() - t0, cpu(RUSAGE_SELF) - c0);
+    } else {
+        for (int i = 0; i < n; i++) waitpid(spawn_one("0"), NULL, 0);
+        printf("%.0f\n", cpu(RUSAGE_CHILDREN) * 1e3 / n);
+    }
+    return 0;
+}
+C
+gcc -O2 -pthread -o "$WORK/machine_floor" "$WORK/machine_floor.c"
 
 "$PY" "$ROOT/bench/many_programs.py" "$BIN" "$WORK" > "$WORK/summary.md" &
 DRIVER=$!

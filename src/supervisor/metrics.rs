@@ -27,6 +27,7 @@
 //! | `selfheal_build_info` | info | `version` | 1 |
 //! | `selfheal_federation_up` | gauge | `program` | per program with a `metrics` URL: 1 when its page was fetched and appended to this scrape |
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -175,15 +176,32 @@ struct MemberEntry {
 #[derive(Debug, Default)]
 struct Tables {
     programs: Vec<Arc<ProgramCounters>>,
+    /// Position in `programs` by name: a look-up per event stays O(1) (a
+    /// linear search made starting 1000 programs quadratic, 2 % of its CPU).
+    by_name: HashMap<Arc<str>, usize>,
     members: Vec<Option<MemberEntry>>,
 }
 
 impl Tables {
+    fn of(programs: Vec<Arc<ProgramCounters>>) -> Tables {
+        let by_name = (0..)
+            .zip(&programs)
+            .map(|(i, p)| (p.name.clone(), i))
+            .collect();
+        Tables {
+            programs,
+            by_name,
+            members: Vec::new(),
+        }
+    }
+
     fn program(&mut self, name: &str) -> Arc<ProgramCounters> {
-        if let Some(p) = self.programs.iter().find(|p| &*p.name == name) {
+        let known = self.by_name.get(name).and_then(|i| self.programs.get(*i));
+        if let Some(p) = known {
             return p.clone();
         }
         let p = ProgramCounters::new(name.into(), false);
+        self.by_name.insert(p.name.clone(), self.programs.len());
         self.programs.push(p.clone());
         p
     }
@@ -244,13 +262,12 @@ impl Metrics {
     /// Series for the config's `programs` (every one at 0 from the start);
     /// `log_lines_dropped` is the output writer's own counter.
     pub fn new(programs: &[Program], log_lines_dropped: Counter) -> Metrics {
-        let tables = Tables {
-            programs: programs
+        let tables = Tables::of(
+            programs
                 .iter()
                 .map(|p| ProgramCounters::new(p.name.as_str().into(), p.health.is_some()))
                 .collect(),
-            members: Vec::new(),
-        };
+        );
         Metrics {
             tables: Mutex::new(tables),
             orphans: Counter::default(),

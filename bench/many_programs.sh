@@ -120,9 +120,10 @@ gcc -O2 -o "$WORK/spawn_floor" "$WORK/spawn_floor.c"
 #   parallel N T  N `sleep infinity` spawned by T threads at once (posix_spawn,
 #                 own group, stdout to a pipe): wall ms. Shows whether spawning
 #                 from several threads would beat the serial loop.
-#   stop N        N `sleep infinity` (posix_spawn, own groups), then SIGTERM to
-#                 each group (last first) and wait for all: ms from the first
-#                 kill until the last is reaped, and the parent's CPU ms.
+#   stop N        N `sleep infinity` (posix_spawn, own groups), each one's
+#                 /proc/PID/comm read (as the observer reads the supervisor's),
+#                 then SIGTERM to each group (last first) and wait for all: ms
+#                 from the first kill until the last is reaped, parent CPU ms.
 #   exec K        K `sleep 0` one after the other, each waited for: the CPU
 #                 (user + system, from RUSAGE_CHILDREN) one process costs from
 #                 clone to exit, in µs; N of them cost N × that of the cores.
@@ -176,6 +177,13 @@ int main(int argc, char **argv) {
         pids = calloc(n, sizeof(pid_t));
         for (int i = 0; i < n; i++) pids[i] = spawn_one("infinity");
         usleep(1000000);
+        /* As the bench's observer does for the supervisor's children (it reads
+           each one's comm): the /proc entries then exist, and the kernel must
+           drop them when each is reaped. Equal terms. */
+        for (int i = 0; i < n; i++) {
+            char path[64], comm[32]; snprintf(path, sizeof path, "/proc/%d/comm", pids[i]);
+            int fd = open(path, O_RDONLY); if (fd >= 0) { read(fd, comm, sizeof comm); close(fd); }
+        }
         double t0 = now(), c0 = cpu(RUSAGE_SELF);
         for (int i = n - 1; i >= 0; i--) kill(-pids[i], SIGTERM);
         while (wait(NULL) > 0) {}

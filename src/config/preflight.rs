@@ -585,8 +585,9 @@ fn mode_allows(meta: &Metadata, uid: Uid, gids: &[Gid], what: AccessFlags) -> bo
     (mode >> shift) & bit != 0
 }
 
-/// The supervisor holds one output pipe per program (plus a probe's socket or
-/// pipe while it runs) and every listen socket for the life of the stack; a
+/// The supervisor holds an output pipe and a pidfd per process (each replica;
+/// plus a probe's socket or pipe while it runs) and every listen socket for
+/// the life of the stack; a
 /// child gets its sockets from fd 3 under the same limit. Reports the first
 /// program at which the total passes the soft `RLIMIT_NOFILE`.
 fn check_descriptors(programs: &[(Program, Spans)], host: &Host, diags: &mut Diagnostics) {
@@ -595,7 +596,7 @@ fn check_descriptors(programs: &[(Program, Spans)], host: &Host, diags: &mut Dia
     };
     let mut need = BASE_DESCRIPTORS;
     for (p, spans) in programs {
-        need += 1 + u64::from(p.health.is_some());
+        need += 2 * u64::from(p.replicas.max(1)) + u64::from(p.health.is_some());
         let own = p.listen.len() as u64;
         // A child receives its sockets at fd 3 … 3 + n − 1.
         if 3 + own > limit {

@@ -295,14 +295,15 @@ fn listen_sockets_beyond_the_descriptor_limit_are_an_error() {
     let (code, out) = run(&["check"], &config, Some(1024));
     assert_eq!(code, 0, "{out}");
     // 64: 46 for the supervisor itself (its reserved range ends at 22, plus
-    // 24), 1 + 16 for a, 1 for b, then b's first socket is one too many.
+    // 24), 2 + 16 for a (output pipe, pidfd, sockets), 2 for b, then b's
+    // first socket brings it to 67.
     let (code, out) = run(&["check"], &config, Some(64));
     assert_eq!(code, 2, "{out}");
     let position = at(&config, &text, "\"127.0.0.1:32000\"");
     assert!(
         out.contains(&format!(
             "{position}: programs.b.listen: listen address 127.0.0.1:32000 brings the \
-             supervisor's descriptors to 65, over RLIMIT_NOFILE (64)"
+             supervisor's descriptors to 67, over RLIMIT_NOFILE (64)"
         )),
         "{out}"
     );

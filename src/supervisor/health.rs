@@ -217,20 +217,8 @@ async fn exec(argv: &[String], waiters: &ExecWaiters) -> Result<String, String> 
         let mut map = waiters
             .lock()
             .map_err(|_| "probe table poisoned".to_string())?;
-        let spec = Spec {
-            argv,
-            env: &[],
-            workdir: None,
-            user: None,
-            group: None,
-            listen: &[],
-            state_fd: None,
-            stdio: spawn::ChildStdio::Null,
-            foreground: false,
-            death_signal: libc::SIGKILL,
-            // Reaped by the SIGCHLD drain, which hands the exit to its waiter.
-            pidfd: false,
-        };
+        // No pidfd: reaped by the SIGCHLD drain, which hands the exit to its waiter.
+        let spec = Spec::plain(argv);
         let child = spawn::spawn(&spec).map_err(|t| t.to_string())?;
         map.insert(child.pid, tx);
         child.pid

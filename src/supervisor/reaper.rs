@@ -351,24 +351,15 @@ pub fn start_ticks(pid: Pid) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervisor::spawn::{self, ChildStdio, Spec};
+    use crate::supervisor::spawn::{self, Spec};
     use std::time::{Duration, Instant};
 
     /// A real child spawned as the supervisor spawns a leader.
     fn leader(pidfd: bool) -> spawn::Child {
         let argv = ["sleep".to_string(), "30".to_string()];
         let spec = Spec {
-            argv: &argv,
-            env: &[],
-            workdir: None,
-            user: None,
-            group: None,
-            listen: &[],
-            state_fd: None,
-            stdio: ChildStdio::Null,
-            foreground: false,
-            death_signal: libc::SIGKILL,
             pidfd,
+            ..Spec::plain(&argv)
         };
         match spawn::spawn(&spec) {
             Ok(child) => child,

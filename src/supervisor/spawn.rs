@@ -61,6 +61,27 @@ pub struct Spec<'a> {
     pub pidfd: bool,
 }
 
+impl<'a> Spec<'a> {
+    /// `argv` with nothing else: no environment of its own, no workdir, user
+    /// or sockets, all three streams `/dev/null`, SIGKILL when the supervisor
+    /// dies, no pidfd (an exec probe; tests build on it).
+    pub fn plain(argv: &'a [String]) -> Spec<'a> {
+        Spec {
+            argv,
+            env: &[],
+            workdir: None,
+            user: None,
+            group: None,
+            listen: &[],
+            state_fd: None,
+            stdio: ChildStdio::Null,
+            foreground: false,
+            death_signal: libc::SIGKILL,
+            pidfd: false,
+        }
+    }
+}
+
 /// The child's standard streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChildStdio {

@@ -153,35 +153,54 @@ def start_run(i, n, stamp):
 discarded = [0]
 
 
-def respawn(p, d, kills):
-    """SIGKILL the stamp program's process; latency = kill → its next start stamp."""
+def first_stamp(d):
+    """Waits until the stamp program of run dir `d` has stamped once."""
     stamps = f"{d}/stamps"
     deadline = time.monotonic() + 10
     while len(read(stamps).split()) < 2:  # exec'd, about to stamp
         if time.monotonic() > deadline:
             raise SystemExit("bench: the stamp program never stamped")
         time.sleep(0.001)
-    lat = []
+
+
+def kill_once(d):
+    """SIGKILL the stamp program of run dir `d`; latency = kill → its next
+    start stamp, or None when the bench itself was descheduled around the kill."""
+    stamps = f"{d}/stamps"
+    lines = read(stamps).split()
+    pid = int(lines[-2])
+    count = len(lines)
+    time.sleep(0.02)  # let the supervisor settle between kills
+    t0 = time.monotonic_ns()
+    os.kill(pid, signal.SIGKILL)
+    gap = time.monotonic_ns() - t0
+    deadline = time.monotonic() + 10
+    while len(read(stamps).split()) <= count:
+        if time.monotonic() > deadline:
+            raise SystemExit("bench: no respawn within 10 s")
+        time.sleep(0.0002)
+    new = read(stamps).split()
+    # A sample counts only when the bench itself was not descheduled
+    # between its clock read and the kill (a busy shared machine).
+    if gap < 500_000:
+        return int(new[count + 1]) - t0
+    discarded[0] += 1
+    return None
+
+
+def respawn_interleaved(dirs, kills):
+    """Kills the stamp program of each supervisor in turn, `kills` rounds: the
+    1000-program one and the 1-program control run at the same time, so a
+    hiccup of the machine (its tail is several ms here) falls on both series
+    alike instead of on whichever ran at that moment. One list per dir."""
+    for d in dirs:
+        first_stamp(d)
+    lat = [[] for _ in dirs]
     for _ in range(kills):
-        lines = read(stamps).split()
-        pid = int(lines[-2])
-        count = len(lines)
-        time.sleep(0.02)  # let the supervisor settle between kills
-        t0 = time.monotonic_ns()
-        os.kill(pid, signal.SIGKILL)
-        gap = time.monotonic_ns() - t0
-        deadline = time.monotonic() + 10
-        while len(read(stamps).split()) <= count:
-            if time.monotonic() > deadline:
-                raise SystemExit("bench: no respawn within 10 s")
-            time.sleep(0.0002)
-        new = read(stamps).split()
-        # A sample counts only when the bench itself was not descheduled
-        # between its clock read and the kill (a busy shared machine).
-        if gap < 500_000:
-            lat.append(int(new[count + 1]) - t0)
-        else:
-            discarded[0] += 1
+        for j, d in enumerate(dirs):
+            sample = kill_once(d)
+            if sample is not None:
+                lat[j].append(sample)
     return lat
 
 
@@ -228,8 +247,11 @@ def main():
                 time.sleep(1)  # settle: the admin API task, the allocator
                 rss = (status_kb(p.pid, "VmRSS"), status_kb(p.pid, "RssAnon"),
                        status_kb(p.pid, "VmHWM"))
-                log(f"respawn latency with {N} programs running ({KILLS} kills)")
-                resp = respawn(p, d, KILLS)
+                log(f"respawn latency with {N} programs running, and with 1 program "
+                    f"beside it as the control ({KILLS} kills each, interleaved)")
+                c, cd, *_ = start_run("control", 1, stamp)
+                resp, resp1 = respawn_interleaved([d, cd], KILLS)
+                stop(c)
             took = stop(p)
             rows.append((forked, started, sched, ticks, took))
         floors = {}
@@ -244,10 +266,6 @@ def main():
             floors[name] = sorted(runs)[1]
         log(f"control: machine floors (parallel spawning, stop, one process's CPU)")
         more = machine_floors()
-        log(f"control: respawn latency with 1 program ({KILLS} kills)")
-        p, d, *_ = start_run("control", 1, stamp)
-        resp1 = respawn(p, d, KILLS)
-        stop(p)
     finally:
         cleanup()
 
@@ -280,7 +298,7 @@ def main():
         f"| respawn, SIGKILL → next start stamp, {N} running: p50 / p99 / max ({len(resp)} kills) | "
         f"{pct(resp, 50) / 1e6:.2f} / {pct(resp, 99) / 1e6:.2f} / {max(resp) / 1e6:.2f} ms | p99 within 25 % of 1 program | "
         f"{verdict(pct(resp, 99) <= 1.25 * pct(resp1, 99))} |",
-        f"| *control:* same with 1 program | {pct(resp1, 50) / 1e6:.2f} / {pct(resp1, 99) / 1e6:.2f} / {max(resp1) / 1e6:.2f} ms | | |",
+        f"| *control:* same with 1 program (its own supervisor, run at the same time, kills interleaved) | {pct(resp1, 50) / 1e6:.2f} / {pct(resp1, 99) / 1e6:.2f} / {max(resp1) / 1e6:.2f} ms | | |",
         f"| (respawn samples discarded: the bench descheduled > 0.5 ms around its kill) | {discarded[0]} | | |",
         f"| SIGTERM → all {N} stopped, supervisor exited | {span(4)} ms | ≤ 100 ms | {verdict(med(4) <= 100e6)} |",
     ]

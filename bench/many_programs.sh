@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The supervisor under load held: 1000 programs (`sleep infinity` each, no probe)
 # in one config. Measures supervisor start → all started, the supervisor's own
-# CPU time for it, RSS, respawn latency with 1000 running (vs 1 program), and
+# CPU time for it, RSS, respawn latency with 1000 running (vs 1 program in a
+# second supervisor at the same time, kills interleaved), and
 # SIGTERM → all stopped. One command:
 #
 #     bench/many_programs.sh               # needs gcc, python3

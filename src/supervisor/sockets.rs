@@ -36,15 +36,18 @@ static LOW_FDS_OWNED: AtomicBool = AtomicBool::new(false);
 pub fn reserve_low_fds() {
     move_out_of_low_range();
     let mut kept = Vec::new();
-    for _ in 3..LOW_FDS_END {
+    // Each open takes the lowest free number: stop at the first one above the
+    // range (at most LOW_FDS_END opens). A closed stdin/out/err would be
+    // filled too, which is harmless.
+    loop {
         match std::fs::File::open("/dev/null") {
             Ok(f) if f.as_raw_fd() < LOW_FDS_END => kept.push(f),
             _ => break,
         }
     }
-    // All distinct and below the end: the whole range exactly. Fewer means a
-    // descriptor the launcher left open sits in it (hygiene keeps those).
-    let owned = kept.len() == (3..LOW_FDS_END).len();
+    // Owned only if every number of the range is one of ours: a descriptor
+    // that could not be moved out sits in it otherwise.
+    let owned = (3..LOW_FDS_END).all(|fd| kept.iter().any(|f| f.as_raw_fd() == fd));
     LOW_FDS_OWNED.store(owned, Ordering::Relaxed);
     // Deliberately leaked: the reservation lasts as long as the process.
     std::mem::forget(kept);

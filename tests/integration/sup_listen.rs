@@ -151,3 +151,46 @@ backoff = {{ initial = "0s" }}
     }
     expect_range_restored();
 }
+
+/// Started with stdin, stdout and stderr closed (`exec 0<&- 1>&- 2>&-`), the
+/// supervisor still owns the whole reserved range 3…21 (a closed standard
+/// stream must not take one of its numbers and leave the last one free for
+/// something that spawning would then overwrite), and a program still gets
+/// exactly its descriptors.
+#[test]
+fn closed_standard_streams_do_not_shift_the_reserved_range() {
+    use crate::harness::{wait_for, Proc, BIN};
+    use crate::sup_hardening_util::{fds_of, wait_child};
+    use crate::sup_util::write_config;
+    let dir = temp_dir();
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!("[programs.srv]\ncommand = [\"sleep\", \"infinity\"]\nlisten = [\"127.0.0.1:{port}\"]\n"),
+    );
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "exec 0<&- 1>&- 2>&- \"$@\"", "sh", BIN, "--config"])
+        .arg(&config);
+    let mut sup = Proc::spawn("selfheal with closed stdio", cmd);
+    let pid = sup.pid();
+    let program = wait_child(pid, "the program to run");
+    wait_for("the program to exec", SOON, || {
+        let comm = std::fs::read_to_string(format!("/proc/{program}/comm")).ok()?;
+        (comm.trim() == "sleep").then_some(())
+    });
+    let fds = fds_of(pid);
+    for n in 3..22 {
+        let target = fds.iter().find(|(m, _)| *m == n).map(|(_, t)| t.clone());
+        assert_eq!(
+            target.as_deref(),
+            Some(std::path::Path::new("/dev/null")),
+            "fd {n} of the supervisor: {fds:?}"
+        );
+    }
+    let mut numbers: Vec<i32> = fds_of(program).into_iter().map(|(n, _)| n).collect();
+    numbers.sort();
+    assert_eq!(numbers, [0, 1, 2, 3], "the program's descriptors");
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(SOON), Some(0));
+}

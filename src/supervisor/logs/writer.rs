@@ -77,10 +77,6 @@ struct Queue {
     dropped: u64,
     writing: bool,
     closed: bool,
-    /// The thread sleeps on `work`: only then does a push wake it (a futex
-    /// system call per line was 7 % of the supervisor's CPU while 1000
-    /// programs stopped, each with its lines).
-    asleep: bool,
     /// When the thread last took a batch or completed a write.
     progress: Instant,
 }
@@ -95,22 +91,12 @@ impl Shared {
                 dropped: 0,
                 writing: false,
                 closed,
-                asleep: false,
                 progress: Instant::now(),
             }),
             work: Condvar::new(),
             idle: Condvar::new(),
             room: tokio::sync::Notify::new(),
         })
-    }
-
-    /// Wakes the thread if it sleeps (the caller holds the lock and has just
-    /// queued something; a thread that is awake takes it with its next batch).
-    fn wake(&self, queue: &mut Queue) {
-        if queue.asleep {
-            queue.asleep = false;
-            self.work.notify_one();
-        }
     }
 
     /// The lock, even if a thread panicked while holding it (the queue is
@@ -221,7 +207,7 @@ impl Writer {
         }
         queue.bytes += line.len();
         queue.lines.push_back(line);
-        self.shared.wake(queue);
+        self.shared.work.notify_one();
         Ok(())
     }
 
@@ -235,7 +221,7 @@ impl Writer {
             queue.dropped = 0;
             queue.bytes += note.len();
             queue.lines.push_back(note);
-            self.shared.wake(&mut queue);
+            self.shared.work.notify_one();
         }
         while !queue.closed && (queue.writing || !queue.lines.is_empty()) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -296,7 +282,6 @@ fn run(shared: &Shared, mut sink: impl FnMut(&[u8])) {
                 shared.idle.notify_all();
             }
             while queue.lines.is_empty() && !queue.closed {
-                queue.asleep = true;
                 queue = match shared.work.wait(queue) {
                     Ok(q) => q,
                     Err(e) => e.into_inner(),

@@ -587,9 +587,9 @@ fn mode_allows(meta: &Metadata, uid: Uid, gids: &[Gid], what: AccessFlags) -> bo
 
 /// The supervisor holds an output pipe and a pidfd per process (each replica;
 /// plus a probe's socket or pipe while it runs) and every listen socket for
-/// the life of the stack; a
-/// child gets its sockets from fd 3 under the same limit. Reports the first
-/// program at which the total passes the soft `RLIMIT_NOFILE`.
+/// the life of the stack; a child gets its sockets from fd 3 under the same
+/// limit. Reports the first program at which the total passes the soft
+/// `RLIMIT_NOFILE`.
 fn check_descriptors(programs: &[(Program, Spans)], host: &Host, diags: &mut Diagnostics) {
     let Some(limit) = host.nofile else {
         return;

@@ -93,16 +93,15 @@ fn consume(pid: NixPid, leads_group: &impl Fn(Pid) -> bool) -> Consumed {
 fn consume_status(pid: NixPid, pgid: Pid) -> Option<Option<ChildEvent>> {
     let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED | WaitPidFlag::WCONTINUED;
     let raw = pid.as_raw();
-    let status = waitpid(pid, Some(flags));
-    if let Some(how) = status.as_ref().ok().and_then(termination) {
-        return Some(Some(ChildEvent::Exited {
-            pid: raw,
-            pgid,
-            how,
-        }));
-    }
-    match status {
-        Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => None,
+    match waitpid(pid, Some(flags)) {
+        Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+            let how = termination(&status)?;
+            Some(Some(ChildEvent::Exited {
+                pid: raw,
+                pgid,
+                how,
+            }))
+        }
         Ok(WaitStatus::Stopped(..)) => Some(Some(ChildEvent::Suspended {
             pid: raw,
             suspended: true,

@@ -804,8 +804,7 @@ impl Stack {
                 }
             }
             if !stopped_any {
-                self.to_check.clear();
-                break;
+                break; // nothing was fed, so nothing was touched anew
             }
         }
         let all_down = self.members.iter().all(|m| m.machine.state.pid().is_none());

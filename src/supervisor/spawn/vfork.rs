@@ -231,18 +231,19 @@ fn spawn_on(
         error: 0,
         shares_table,
     };
-    let files = if shares_table { libc::CLONE_FILES } else { 0 };
+    let mut flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    if shares_table {
+        flags |= libc::CLONE_FILES;
+    }
+    if want_pidfd {
+        flags |= libc::CLONE_PIDFD;
+    }
+    let mut pidfd: libc::c_int = -1;
     // SAFETY: see the module docs. The stack outlives the child's use of it
     // (the parent sleeps until exec/_exit); the top is 16-byte aligned as the
-    // ABI wants; signals are blocked around clone and restored after.
-    let flags = if want_pidfd {
-        libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD
-    } else {
-        libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD
-    };
-    let mut pidfd: libc::c_int = -1;
-    // SAFETY (also): with CLONE_PIDFD the kernel writes the new descriptor
-    // into `pidfd` (the parent_tid argument), which outlives the call.
+    // ABI wants; signals are blocked around clone and restored after. With
+    // CLONE_PIDFD the kernel writes the new descriptor into `pidfd` (the
+    // parent_tid argument), which outlives the call.
     let (pid, clone_errno, error) = unsafe {
         let top = stack.as_mut_ptr().add(stack.len()) as usize & !15;
         let mut all: libc::sigset_t = std::mem::zeroed();
@@ -252,7 +253,7 @@ fn spawn_on(
         let pid = libc::clone(
             child_main,
             top as *mut libc::c_void,
-            flags | files,
+            flags,
             (&mut launch as *mut Launch<'_>).cast(),
             &mut pidfd as *mut libc::c_int,
         );

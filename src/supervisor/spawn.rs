@@ -20,13 +20,14 @@
 //! the supplementary ones. The group list is read before `fork`; the child only
 //! makes the `setgroups`/`setgid`/`setuid` system calls.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsStr};
 use std::io::PipeReader;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
+mod environ;
 mod vfork;
 
 use super::exec_error;
@@ -104,7 +105,12 @@ pub struct Child {
 /// [`Termination::ExecFailed`] with a message naming the cause.
 pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
     let identity = Identity::of(spec)?;
-    let env = environment(spec, identity.user.as_ref());
+    let env = environ::block(&environ::Inputs {
+        env: spec.env,
+        user: identity.user.as_ref(),
+        listen: spec.listen,
+        state_fd: spec.state_fd.map(|_| state_fd_target(spec)),
+    })?;
     if let Some(dir) = spec.workdir {
         if !dir.is_dir() {
             return Err(failed(
@@ -113,17 +119,14 @@ pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
             ));
         }
     }
-    let path_var = env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map_or(OsStr::new(DEFAULT_PATH), |(_, v)| v.as_os_str());
+    let path_var = env.path.as_deref().unwrap_or(OsStr::new(DEFAULT_PATH));
     let program = resolve_program(
         spec.argv.first().map_or("", String::as_str),
         path_var,
         spec.workdir,
     )?;
     let listen_fds: Vec<RawFd> = spec.listen.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
-    let mut image = ExecImage::new(&program, spec.argv, &env, listen_fds)?;
+    let mut image = ExecImage::new(&program, spec.argv, env, listen_fds)?;
     image.state_fd = spec.state_fd.map(|fd| (fd, state_fd_target(spec)));
     image.credentials = identity.credentials;
     image.workdir = spec.workdir.map(|d| cstring(d.as_os_str())).transpose()?;
@@ -176,48 +179,6 @@ impl Identity {
 /// The number the state channel gets in the child: right after the listen sockets.
 fn state_fd_target(spec: &Spec) -> RawFd {
     FIRST_LISTEN_FD + spec.listen.len() as RawFd
-}
-
-/// The supervisor's environment, byte for byte, minus its own `LISTEN_*` and
-/// `NOTIFY_SOCKET`; then the user's `HOME`/`USER`/`LOGNAME`, the program's
-/// `env`, and the `LISTEN_FDS`/`LISTEN_FDNAMES` of its sockets.
-fn environment(spec: &Spec, user: Option<&nix::unistd::User>) -> Vec<(OsString, OsString)> {
-    // The supervisor never changes its own environment, so it is read once.
-    static OWN: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
-    let own = OWN.get_or_init(|| {
-        std::env::vars_os()
-            .filter(|(k, _)| {
-                !k.as_bytes().starts_with(b"LISTEN_")
-                    && k != "NOTIFY_SOCKET"
-                    && k != crate::statefd::ENV
-            })
-            .collect()
-    });
-    let mut env = own.clone();
-    let mut set = |k: &str, v: OsString| {
-        env.retain(|(key, _)| key != k);
-        env.push((k.into(), v));
-    };
-    if let Some(user) = user {
-        set("HOME", user.dir.clone().into_os_string());
-        set("USER", user.name.clone().into());
-        set("LOGNAME", user.name.clone().into());
-    }
-    for (k, v) in spec.env {
-        set(k, v.into());
-    }
-    if !spec.listen.is_empty() {
-        set("LISTEN_FDS", spec.listen.len().to_string().into());
-        let names: Vec<&str> = spec.listen.iter().map(|(_, n)| n.as_str()).collect();
-        set("LISTEN_FDNAMES", names.join(":").into());
-    }
-    if spec.state_fd.is_some() {
-        set(
-            crate::statefd::ENV,
-            state_fd_target(spec).to_string().into(),
-        );
-    }
-    env
 }
 
 /// The descriptors a child gets as 0, 1, 2, held open until it has exec'd.
@@ -488,7 +449,9 @@ fn cstring(s: &OsStr) -> Result<CString, Termination> {
 /// in by the child.
 struct ExecImage {
     path: CString,
-    _strings: Vec<CString>,
+    _argv: Vec<CString>,
+    /// Owns the strings `envp` points into.
+    _env: Arc<environ::Block>,
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
     /// `LISTEN_PID=` followed by room for the digits and a NUL; owned here.
@@ -521,9 +484,10 @@ struct KernelSigaction {
     mask: u64,
 }
 
-// SAFETY: the raw pointers point into buffers owned by the image itself (the
-// CStrings in `_strings` and the boxed `listen_pid` slot), which live as long as
-// it and are only written in the forked child, where no other thread exists.
+// SAFETY: the raw pointers point into buffers the image owns or shares (the
+// CStrings in `_argv` and `_env`, the boxed `listen_pid` slot), which live as
+// long as it. Only the `listen_pid` slot, the image's own, is ever written, in
+// the child while the parent waits (CLONE_VFORK).
 unsafe impl Send for ExecImage {}
 // SAFETY: as above; the parent never reads or writes through the pointers.
 unsafe impl Sync for ExecImage {}
@@ -532,29 +496,22 @@ impl ExecImage {
     fn new(
         path: &Path,
         argv: &[String],
-        env: &[(OsString, OsString)],
+        env: Arc<environ::Block>,
         listen_fds: Vec<RawFd>,
     ) -> Result<Self, Termination> {
         let cstr = |bytes: &[u8]| {
-            CString::new(bytes)
-                .map_err(|_| failed(126, "argument or environment contains a NUL byte".into()))
+            CString::new(bytes).map_err(|_| failed(126, "an argument contains a NUL byte".into()))
         };
         let path = cstr(path.as_os_str().as_bytes())?;
-        let mut strings = Vec::with_capacity(argv.len() + env.len());
-        for arg in argv {
-            strings.push(cstr(OsStr::new(arg).as_bytes())?);
-        }
-        for (k, v) in env {
-            let mut entry = Vec::with_capacity(k.len() + 1 + v.len());
-            entry.extend_from_slice(k.as_bytes());
-            entry.push(b'=');
-            entry.extend_from_slice(v.as_bytes());
-            strings.push(cstr(&entry)?);
-        }
-        let mut ptrs: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
-        let mut envp = ptrs.split_off(argv.len());
-        let mut argv_ptrs = ptrs;
+        let strings = argv
+            .iter()
+            .map(|arg| cstr(arg.as_bytes()))
+            .collect::<Result<Vec<CString>, Termination>>()?;
+        let mut argv_ptrs: Vec<*const libc::c_char> = Vec::with_capacity(strings.len() + 1);
+        argv_ptrs.extend(strings.iter().map(|s| s.as_ptr()));
         argv_ptrs.push(std::ptr::null());
+        let mut envp: Vec<*const libc::c_char> = Vec::with_capacity(env.entries.len() + 2);
+        envp.extend(env.entries.iter().map(|s| s.as_ptr()));
         let listen_pid = (!listen_fds.is_empty()).then(|| {
             let mut slot = Box::new([0u8; LISTEN_PID_LEN]);
             if let Some(head) = slot.get_mut(..LISTEN_PID_PREFIX.len()) {
@@ -567,7 +524,8 @@ impl ExecImage {
         envp.push(std::ptr::null());
         Ok(ExecImage {
             path,
-            _strings: strings,
+            _argv: strings,
+            _env: env,
             argv: argv_ptrs,
             envp,
             listen_pid,

@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
 
 use crate::cli::LogFormat;
 pub use ring::{LogBook, LogLine, Selection};
@@ -311,7 +310,7 @@ fn embedded_json(kind: &str, text: &str, partial: bool) -> Option<serde_json::Va
 /// twice `MAX_LINE + READ_CHUNK` bytes are held per program, whatever it prints.
 pub fn pump(output: Output, program: Arc<str>, reader: std::io::PipeReader) {
     let fd: std::os::fd::OwnedFd = reader.into();
-    let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+    let pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
         Ok(pipe) => pipe,
         Err(e) => {
             output.event(&program, &format!("cannot read its output: {e}"));
@@ -321,11 +320,20 @@ pub fn pump(output: Output, program: Arc<str>, reader: std::io::PipeReader) {
     let guard = ReaderGuard::new(&output.readers);
     tokio::spawn(async move {
         let _guard = guard;
-        // Allocated at the first byte: a quiet program costs no buffer.
+        // Allocated when bytes are there and given back once all are
+        // written: a quiet program holds no buffer (1000 idle programs held
+        // 8 MB of them, 4 MB resident, when each reserved one before waiting).
         let mut pending: Vec<u8> = Vec::new();
         loop {
+            if pending.is_empty() {
+                pending = Vec::new();
+            }
+            if pipe.readable().await.is_err() {
+                break;
+            }
             pending.reserve(READ_CHUNK);
-            match pipe.read_buf(&mut pending).await {
+            match pipe.try_read_buf(&mut pending) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Ok(0) | Err(_) => break,
                 Ok(_) if output.writer.stalled() => {
                     // Not written: kept in the ring and counted, not formatted.

@@ -3,7 +3,9 @@
 # in one config. Measures supervisor start → all started, the supervisor's own
 # CPU time for it, RSS, respawn latency with 1000 running (vs 1 program in a
 # second supervisor at the same time, kills interleaved), and
-# SIGTERM → all stopped. One command:
+# SIGTERM → all stopped; start and stop twice, with the caller's environment and
+# with its locale variables removed (the image's: each `sleep` then skips
+# loading a locale, see many_programs.py). One command:
 #
 #     bench/many_programs.sh               # needs gcc, python3
 #     BIN=target/release/selfheal bench/many_programs.sh   # an already built binary

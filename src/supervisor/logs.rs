@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use crate::cli::LogFormat;
 pub use ring::{LogBook, LogLine, Selection};
 pub use writer::Writer;

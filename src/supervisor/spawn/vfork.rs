@@ -107,9 +107,21 @@ impl Staged {
             None => None,
         };
         let mut io = *stdio;
+        let mut previous: Option<(RawFd, RawFd)> = None; // stdout's (source, slot)
         for (slot, fd) in (STDIO_STAGE..).zip(io.iter_mut()) {
-            if let Some(fd) = fd.as_mut() {
-                *fd = staged.place(*fd, slot)?;
+            let Some(source) = *fd else { continue };
+            let staged_at = match previous {
+                // stderr on the same pipe as stdout: one slot serves both.
+                Some((same, at)) if same == source => at,
+                // stdin from /dev/null: its slot holds a /dev/null already
+                // (the reservation's or a restored one), readable either way.
+                _ if slot == STDIO_STAGE && source == null => slot,
+                _ => staged.place(source, slot)?,
+            };
+            *fd = Some(staged_at);
+            if slot != STDIO_STAGE {
+                // Not stdin's: its slot may hold a read-only /dev/null.
+                previous = Some((source, staged_at));
             }
         }
         image.listen_fds = listen;

@@ -166,10 +166,20 @@ fn writes_for(proxy_pid: i32, addr: &str, n: usize) -> (u64, Duration) {
 fn access_log_costs_no_write_per_request() {
     let up = Upstream::start();
     let n = 400;
+    // The fewest writes of three tries each: the machine's noise only ever
+    // adds writes (a response that reaches the proxy in two reads is sent in
+    // two writes, more often on a loaded machine), the log's batches do not
+    // depend on it.
+    let fewest = |pid: i32, addr: &str| {
+        (0..3)
+            .map(|_| writes_for(pid, addr, n))
+            .min_by_key(|(writes, _)| *writes)
+            .expect("three tries")
+    };
     let (quiet, quiet_addr) = start_proxy(&[up.addr()], &["--no-access-log"]);
-    let (base, _) = writes_for(quiet.pid(), &quiet_addr, n);
+    let (base, _) = fewest(quiet.pid(), &quiet_addr);
     let (logging, addr) = start_proxy(&[up.addr()], &[]);
-    let (with_log, took) = writes_for(logging.pid(), &addr, n);
+    let (with_log, took) = fewest(logging.pid(), &addr);
     // One batch per 100 ms tick at most while the requests ran (the buffer
     // never fills here): a span of t ms holds up to ⌊t/100⌋ + 1 ticks; one for
     // the lines left at the end; and one of slack, because the two proxies'

@@ -5,7 +5,6 @@
 //! table is read through [`Fields`], which records which keys were consumed and
 //! reports the rest as unknown.
 
-use std::collections::HashSet;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -79,7 +78,6 @@ struct Fields<'t, 'i> {
     table: &'t DeTable<'i>,
     path: String,
     allowed: &'static [&'static str],
-    used: HashSet<String>,
 }
 
 impl<'t, 'i> Fields<'t, 'i> {
@@ -88,7 +86,6 @@ impl<'t, 'i> Fields<'t, 'i> {
             table,
             path: path.to_string(),
             allowed,
-            used: HashSet::new(),
         }
     }
 
@@ -101,7 +98,6 @@ impl<'t, 'i> Fields<'t, 'i> {
     }
 
     fn get(&mut self, key: &str) -> Option<&'t Value<'i>> {
-        self.used.insert(key.to_string());
         self.table.get(key)
     }
 

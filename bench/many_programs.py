@@ -141,6 +141,7 @@ def start_run(i, n, stamp, env=None):
     os.makedirs(d)
     cfg = config(d, n, stamp)
     out = open(os.path.join(d, "log"), "w")
+    t0_wall_ms = time.time_ns() // 1_000_000
     t0 = time.monotonic_ns()
     p = subprocess.Popen(WRAP + [BIN, "--config", cfg], stdout=out, stderr=subprocess.STDOUT,
                          start_new_session=True, env=env)
@@ -168,7 +169,19 @@ def start_run(i, n, stamp, env=None):
         kids = children(p.pid)
     started = time.monotonic_ns() - t0
     sched, ticks = cpu_ns(p.pid)
-    return p, d, forked, started, sched, ticks
+    spawned = last_spawn_ms(d) - t0_wall_ms
+    return p, d, forked, started, sched, ticks, spawned
+
+
+def last_spawn_ms(d):
+    """When the supervisor's last spawn returned (the child had exec'd), by
+    its own clock: the latest `started_at_ms` in `status --json`, asked once
+    the start is over. The same moment the C loop's wall ends at."""
+    import json
+    done = subprocess.run([BIN, "status", "--json", "--socket", f"{d}/admin.sock"],
+                          capture_output=True, text=True, timeout=30)
+    programs = json.loads(done.stdout)["programs"]
+    return max(p["started_at_ms"] for p in programs if p.get("started_at_ms"))
 
 
 discarded = [0]
@@ -266,7 +279,7 @@ def main():
     try:
         for i in range(RUNS):
             log(f"run {i + 1}/{RUNS}: {N} programs")
-            p, d, forked, started, sched, ticks = start_run(i, N, stamp)
+            p, d, forked, started, sched, ticks, spawned = start_run(i, N, stamp)
             if i == RUNS - 1:
                 time.sleep(1)  # settle: the admin API task, the allocator
                 rss = (status_kb(p.pid, "VmRSS"), status_kb(p.pid, "RssAnon"),
@@ -277,13 +290,13 @@ def main():
                 resp, resp1 = respawn_interleaved([d, cd], KILLS)
                 stop(c)
             took = stop(p)
-            rows.append((forked, started, sched, ticks, took))
+            rows.append((forked, started, sched, ticks, took, spawned * 1_000_000))
         for i in range(RUNS):
             log(f"run {i + 1}/{RUNS}: {N} programs, no locale variables (the image's)")
-            p, d, forked, started, sched, ticks = start_run(f"posix{i}", N, stamp,
-                                                            without_locale())
+            p, d, forked, started, sched, ticks, spawned = start_run(
+                f"posix{i}", N, stamp, without_locale())
             took = stop(p)
-            rows_posix.append((forked, started, sched, ticks, took))
+            rows_posix.append((forked, started, sched, ticks, took, spawned * 1_000_000))
         floors = {}
         spawn_floor = os.path.join(WORK, "spawn_floor")
         for name, mode, env in (
@@ -320,6 +333,7 @@ def main():
         "|---|---|---|---|",
         f"| **the caller's environment** (locale: {locale_of(None)}) | | | |",
         f"| supervisor start → all {N} forked | {span(0)} ms | – | – |",
+        f"| supervisor start → its last spawn returned (its own `started_at_ms`; where the C loop's wall ends) | {span(5)} ms | – | – |",
         f"| supervisor start → all {N} exec'd (started) | {span(1)} ms | ≤ 400 ms idle | {verdict(med(1) <= 400e6)} |",
         f"| supervisor CPU until then (schedstat, all threads) | {span(2)} ms | ≤ 100 ms | {verdict(med(2) <= 100e6)} |",
         f"| same from utime+stime (10 ms ticks) | {span(3)} ms | | |",
@@ -332,6 +346,7 @@ def main():
         f"| SIGTERM → all {N} stopped, supervisor exited | {span(4)} ms | ≤ 100 ms | {verdict(med(4) <= 100e6)} |",
         "| **the image's environment** (the same minus LANG, LANGUAGE, LC_*: the POSIX locale) | | | |",
         f"| supervisor start → all {N} forked | {span(0, rows_posix)} ms | – | – |",
+        f"| supervisor start → its last spawn returned (its own `started_at_ms`) | {span(5, rows_posix)} ms | – | – |",
         f"| supervisor start → all {N} exec'd (started) | {span(1, rows_posix)} ms | ≤ 400 ms idle | {verdict(med(1, rows_posix) <= 400e6)} |",
         f"| supervisor CPU until then (schedstat, all threads) | {span(2, rows_posix)} ms | ≤ 100 ms | {verdict(med(2, rows_posix) <= 100e6)} |",
         f"| SIGTERM → all {N} stopped, supervisor exited | {span(4, rows_posix)} ms | ≤ 100 ms | {verdict(med(4, rows_posix) <= 100e6)} |",

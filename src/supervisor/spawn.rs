@@ -105,11 +105,13 @@ pub struct Child {
 /// [`Termination::ExecFailed`] with a message naming the cause.
 pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
     let identity = Identity::of(spec)?;
+    // (the supervisor's end, its number in the child)
+    let state_fd = spec.state_fd.map(|fd| (fd, state_fd_target(spec)));
     let env = environ::block(&environ::Inputs {
         env: spec.env,
         user: identity.user.as_ref(),
         listen: spec.listen,
-        state_fd: spec.state_fd.map(|_| state_fd_target(spec)),
+        state_fd: state_fd.map(|(_, target)| target),
     })?;
     if let Some(dir) = spec.workdir {
         if !dir.is_dir() {
@@ -127,7 +129,7 @@ pub fn spawn(spec: &Spec) -> Result<Child, Termination> {
     )?;
     let listen_fds: Vec<RawFd> = spec.listen.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
     let mut image = ExecImage::new(&program, spec.argv, env, listen_fds)?;
-    image.state_fd = spec.state_fd.map(|fd| (fd, state_fd_target(spec)));
+    image.state_fd = state_fd;
     image.credentials = identity.credentials;
     image.workdir = spec.workdir.map(|d| cstring(d.as_os_str())).transpose()?;
 

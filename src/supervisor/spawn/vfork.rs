@@ -106,28 +106,33 @@ impl Staged {
             Some((fd, target)) => Some((staged.place(fd, target)?, target)),
             None => None,
         };
-        let mut io = *stdio;
-        let mut previous: Option<(RawFd, RawFd)> = None; // stdout's (source, slot)
-        for (slot, fd) in (STDIO_STAGE..).zip(io.iter_mut()) {
-            let Some(source) = *fd else { continue };
-            let staged_at = match previous {
-                // stderr on the same pipe as stdout: one slot serves both.
-                Some((same, at)) if same == source => at,
-                // stdin from /dev/null: its slot holds a /dev/null already
-                // (the reservation's or a restored one), readable either way.
-                _ if slot == STDIO_STAGE && source == null => slot,
-                _ => staged.place(source, slot)?,
-            };
-            *fd = Some(staged_at);
-            if slot != STDIO_STAGE {
-                // Not stdin's: its slot may hold a read-only /dev/null.
-                previous = Some((source, staged_at));
-            }
-        }
+        let io = staged.stdio(*stdio)?;
         image.listen_fds = listen;
         image.state_fd = state;
         *stdio = io;
         Some(staged)
+    }
+
+    /// Stages `[stdin, stdout, stderr]` onto `STDIO_STAGE` …; returns the
+    /// slots. Two need no `dup3`: stdin from `/dev/null` (its slot holds a
+    /// `/dev/null` already, the reservation's or a restored one, readable
+    /// either way) and stderr on stdout's pipe (stdout's slot serves both).
+    fn stdio(&mut self, [stdin, out, err]: [Option<RawFd>; 3]) -> Option<[Option<RawFd>; 3]> {
+        let stdin = match stdin {
+            Some(fd) if fd == self.null => Some(STDIO_STAGE),
+            Some(fd) => Some(self.place(fd, STDIO_STAGE)?),
+            None => None,
+        };
+        let out_slot = match out {
+            Some(fd) => Some(self.place(fd, STDIO_STAGE + 1)?),
+            None => None,
+        };
+        let err = match err {
+            Some(fd) if Some(fd) == out => out_slot,
+            Some(fd) => Some(self.place(fd, STDIO_STAGE + 2)?),
+            None => None,
+        };
+        Some([stdin, out_slot, err])
     }
 
     /// `dup3(fd, slot, O_CLOEXEC)`; the slot from then on.

@@ -19,6 +19,7 @@ CPU loading a locale such as C.UTF-8 before its main runs: 200 ms of the two
 cores for 1000 programs, which is not the supervisor's work. The C controls
 run in both environments too."""
 
+import json
 import os
 import platform
 import signal
@@ -177,7 +178,6 @@ def last_spawn_ms(d):
     """When the supervisor's last spawn returned (the child had exec'd), by
     its own clock: the latest `started_at_ms` in `status --json`, asked once
     the start is over. The same moment the C loop's wall ends at."""
-    import json
     done = subprocess.run([BIN, "status", "--json", "--socket", f"{d}/admin.sock"],
                           capture_output=True, text=True, timeout=30)
     programs = json.loads(done.stdout)["programs"]
